@@ -1,0 +1,1 @@
+"""baselines/joint (filled by later issues)."""

@@ -1,0 +1,1 @@
+"""baselines/mef (filled by later issues)."""

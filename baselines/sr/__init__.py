@@ -1,0 +1,1 @@
+"""baselines/sr (filled by later issues)."""

@@ -1,0 +1,1 @@
+"""Registry, composition, stage cache, runner, configuration and the command-line interface."""

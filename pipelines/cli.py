@@ -1,0 +1,161 @@
+"""The `cfanet-bench` command line.
+
+Each sub-command is a small function taking parsed arguments; errors the user can fix (bad config,
+missing or corrupt files, wrong checkpoints) are printed as one `error:` line naming the file or
+key, with exit status 2 and no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+EXIT_USAGE = 2
+
+
+def _config(args):
+    from pipelines.config import find_config
+
+    return find_config(args.config)
+
+
+def cmd_list(args) -> int:
+    from pipelines.catalog import all_pipelines
+
+    specs = all_pipelines()
+    if args.json:
+        print(json.dumps([spec.__dict__ for spec in specs], indent=2))
+        return 0
+    for order in ("SR+MEF", "MEF+SR", "joint"):
+        group = [s.name for s in specs if s.order == order]
+        print(f"{order} ({len(group)}):")
+        print("  " + "\n  ".join(group))
+    print(f"{len(specs)} methods")
+    return 0
+
+
+def cmd_doctor(args) -> int:
+    from pipelines.doctor import doctor, format_doctor
+
+    report = doctor(_config(args), args.profile)
+    print(json.dumps(report, indent=2) if args.json else format_doctor(report))
+    return 0
+
+
+def _read_same_size(paths: dict[str, str]):
+    from cfanet.data.degrade import check_same_size
+    from cfanet.images import read_image
+
+    images = {role: read_image(path) for role, path in paths.items() if path}
+    check_same_size({paths[role]: tuple(img.shape[-2:]) for role, img in images.items()}, "score")
+    return images
+
+
+def cmd_score(args) -> int:
+    from cfanet.metrics.mef_ssim import mef_ms_ssim
+    from cfanet.metrics.psnr_ssim import get_convention, psnr, ssim
+
+    convention = get_convention(args.convention)
+    images = _read_same_size({"over": args.over, "under": args.under, "fused": args.fused, "gt": args.gt})
+    result = {"fused": args.fused, "convention": convention.name, "convention_description": convention.describe(),
+              "scale": args.scale}
+    if "gt" in images:
+        result["gt"] = args.gt
+        result["psnr"] = psnr(images["fused"], images["gt"], convention=convention.name, scale=args.scale)
+        result["ssim"] = ssim(images["fused"], images["gt"], convention=convention.name, scale=args.scale)
+    mef = mef_ms_ssim([images["over"], images["under"]], images["fused"])
+    result["mef_ssim"] = mef.score
+    result["mef_ssim_per_scale"] = list(mef.per_scale)
+    result["mef_ssim_reference"] = "official mef_ms_ssim.m (3 scales, rgb2gray on uint8), sources = over, under"
+    print(json.dumps(result, indent=2, allow_nan=True))
+    return 0
+
+
+def cmd_run_all(args) -> int:
+    from cfanet.data import open_dataset
+    from pipelines.catalog import all_pipelines
+
+    config = _config(args)
+    profile = config.profile(args.profile)
+    data = profile.dataset
+    print(f"config {config.source}, profile {profile.name}")
+    for scale in profile.scales:
+        if data.kind == "demo":
+            dataset = open_dataset("demo", scale, num_scenes=data.num_scenes, hr_size=data.hr_size, seed=data.seed)
+        else:
+            extra = {"sice": {"label_dir": data.label_dir, "hr_long_side": data.hr_long_side}}.get(data.kind, {})
+            dataset = open_dataset(data.kind, scale, root=data.root, split_file=data.split_file, **extra)
+        for scene in dataset:
+            print(f"  x{scale} {scene.name}: LR {tuple(scene.over.shape[-2:])}, HR {tuple(scene.gt_over.shape[-2:])}")
+        print(f"{dataset.describe()} ready")
+    print(f"{len(all_pipelines())} methods are defined (`cfanet-bench list`), but the pipeline engine that "
+          f"runs them is not built yet (issue 7); nothing was computed or written.")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from cfanet import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="cfanet-bench",
+        description="Benchmark of joint multi-exposure fusion and super-resolution: CFANet, CF-Net and "
+                    "32 SR/MEF compositions.")
+    parser.add_argument("--version", action="version", version=f"cfanet-bench {__version__}")
+    parser.add_argument("--config", help="benchmark.toml to use (default: $CFANET_BENCH_CONFIG, ./benchmark.toml, "
+                                         "or the built-in demo profile)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("list", help="the 34 methods (SR+MEF, MEF+SR, joint)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("doctor", help="python/torch versions, device, data and weights found")
+    p.add_argument("--profile", help="profile to check (default: the config's default)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_doctor)
+
+    p = sub.add_parser("score", help="PSNR/SSIM (with --gt) and MEF-SSIM of one fused image, as JSON")
+    p.add_argument("--over", required=True, help="HR over-exposed source (MEF-SSIM reference)")
+    p.add_argument("--under", required=True, help="HR under-exposed source (MEF-SSIM reference)")
+    p.add_argument("--fused", required=True, help="the fused (and upscaled) image to score")
+    p.add_argument("--gt", help="ground truth for PSNR and SSIM")
+    p.add_argument("--convention", choices=("paper", "sr"), default="paper",
+                   help="paper: RGB, no crop (CF-Net's code); sr: Y channel, crop = scale (BasicSR)")
+    p.add_argument("--scale", type=int, default=2, help="SR factor; the sr convention crops this many pixels (default 2)")
+    p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("run-all", help="run every method on the profile's dataset (engine: issue 7)")
+    p.add_argument("--profile", help="profile to run (default: the config's default, demo)")
+    p.set_defaults(func=cmd_run_all)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    from cfanet.checkpoint import CheckpointError
+    from cfanet.data.scene import DatasetError
+    from cfanet.images import ImageFileError
+    from pipelines.config import ConfigError
+
+    try:
+        return args.func(args)
+    except (ConfigError, DatasetError, ImageFileError, CheckpointError, KeyError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"error: {message}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,291 @@
+"""`benchmark.toml` -> typed, validated configuration objects.
+
+The file is read with `tomllib` and checked once, here: every unknown key and every bad value raises
+`ConfigError` naming the file and the dotted key. The rest of the code receives dataclasses.
+
+Layout::
+
+    default_profile = "demo"
+    [profiles.<name>]            # any number of profiles; `demo` and `paper` ship
+    scales = [2]
+    model_size = "small" | "official"
+    output_dir = "results/demo"  # relative paths are relative to the TOML file's folder
+    cache_dir = "cache"
+    [profiles.<name>.dataset]    # kind = "demo" | "sice" | "cfnet" | "triples"
+    [profiles.<name>.metrics]    # convention = "paper" | "sr"
+    [profiles.<name>.runtime]    # device, amp, batch_size, tile_size, tile_overlap
+    [profiles.<name>.weights]    # method name -> checkpoint path (per scale: "RCAN.x2")
+    [profiles.<name>.demo_training]  # steps and patch size for demo weights
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+CONFIG_ENV_VAR = "CFANET_BENCH_CONFIG"
+CONFIG_FILE_NAME = "benchmark.toml"
+
+
+class ConfigError(ValueError):
+    """Invalid configuration; the message names the file and the dotted key."""
+
+    def __init__(self, source: str, key: str, problem: str):
+        self.source, self.key, self.problem = source, key, problem
+        super().__init__(f"{source}: {key}: {problem}" if key else f"{source}: {problem}")
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    """Where the scenes come from. `root` is needed for every kind but `demo`."""
+
+    kind: Literal["demo", "sice", "cfnet", "triples"] = "demo"
+    root: Path | None = None
+    # demo: how many scenes of which HR size, generated deterministically from `seed`
+    seed: int = 0
+    num_scenes: int = 6
+    hr_size: int = 192
+    # sice: folder of labels (default: a `Label` folder beside the scene folders), optional resize
+    label_dir: Path | None = None
+    hr_long_side: int | None = None
+    # any kind: a text file listing the scene names to use, one per line
+    split_file: Path | None = None
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    """PSNR/SSIM convention of the main table, and extra conventions also reported."""
+
+    convention: Literal["paper", "sr"] = "paper"
+    also: tuple[Literal["paper", "sr"], ...] = ("sr",)
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """Where and how inference runs. `tile_size = 0` means choose automatically."""
+
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp: bool = False
+    batch_size: int = 1
+    tile_size: int = 0
+    tile_overlap: int = 16
+    workers: int = 1
+
+
+@dataclass(frozen=True)
+class DemoTrainingConfig:
+    """Short training that gives demo weights to deep models that have none configured."""
+
+    steps: int = 300
+    patch_size: int = 48
+    batch_size: int = 4
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    scales: tuple[int, ...] = (2,)
+    model_size: Literal["small", "official"] = "small"
+    output_dir: Path = Path("results")
+    cache_dir: Path = Path("cache")
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    demo_training: DemoTrainingConfig = field(default_factory=DemoTrainingConfig)
+    weights: dict[str, Path] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BenchmarkConfig:
+    source: str
+    default_profile: str
+    profiles: dict[str, Profile]
+
+    def profile(self, name: str | None = None) -> Profile:
+        """The named profile (default: `default_profile`); unknown names list the known ones."""
+        name = name or self.default_profile
+        if name not in self.profiles:
+            raise ConfigError(self.source, "profiles", f"no profile {name!r}; defined: {', '.join(sorted(self.profiles))}")
+        return self.profiles[name]
+
+
+# ---------------------------------------------------------------------------------------------
+# Generic dataclass builder with key-naming errors
+
+def _describe(tp) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return " or ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(a) for a in typing.get_args(tp))
+    if origin in (tuple, list):
+        return f"a list of {_describe(typing.get_args(tp)[0])}"
+    if origin is dict:
+        return f"a table of {_describe(typing.get_args(tp)[1])}"
+    if tp is type(None):
+        return "none (omit the key)"
+    return {int: "an integer", float: "a number", bool: "true or false", str: "a string", Path: "a path string"}.get(tp, str(tp))
+
+
+def _convert(value, tp, key: str, ctx: "_Context"):
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        errors = []
+        for option in typing.get_args(tp):
+            if option is type(None):
+                continue
+            try:
+                return _convert(value, option, key, ctx)
+            except ConfigError as exc:
+                errors.append(exc.problem)
+        raise ConfigError(ctx.source, key, f"expected {_describe(tp)}, got {value!r}")
+    if origin is Literal:
+        if value not in typing.get_args(tp):
+            raise ConfigError(ctx.source, key, f"expected {_describe(tp)}, got {value!r}")
+        return value
+    if origin in (tuple, list):
+        if not isinstance(value, list):
+            raise ConfigError(ctx.source, key, f"expected {_describe(tp)}, got {value!r}")
+        item = typing.get_args(tp)[0]
+        items = [_convert(v, item, f"{key}[{i}]", ctx) for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(ctx.source, key, f"expected a table, got {value!r}")
+        return {str(k): _convert(v, typing.get_args(tp)[1], f"{key}.{k}", ctx) for k, v in value.items()}
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(ctx.source, key, f"expected a table, got {value!r}")
+        return _build(tp, value, key, ctx)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(ctx.source, key, f"expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(ctx.source, key, f"expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(ctx.source, key, f"expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(ctx.source, key, f"expected a string, got {value!r}")
+        return value
+    if tp is Path:
+        if not isinstance(value, str) or not value:
+            raise ConfigError(ctx.source, key, f"expected a path string, got {value!r}")
+        path = Path(os.path.expandvars(os.path.expanduser(value)))
+        return path if path.is_absolute() else ctx.base_dir / path
+    raise TypeError(f"unsupported config type {tp!r} at {key}")  # a bug in this module, not in the file
+
+
+@dataclass
+class _Context:
+    source: str
+    base_dir: Path
+
+
+def _build(cls, table: dict, prefix: str, ctx: _Context, **given):
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)} - set(given)
+    unknown = sorted(set(table) - names)
+    if unknown:
+        where = f"{prefix}.{unknown[0]}" if prefix else unknown[0]
+        raise ConfigError(ctx.source, where, f"unknown key (allowed here: {', '.join(sorted(names))})")
+    values = dict(given)
+    for name, value in table.items():
+        values[name] = _convert(value, hints[name], f"{prefix}.{name}" if prefix else name, ctx)
+    return cls(**values)
+
+
+def _validate_profile(profile: Profile, source: str) -> None:
+    key = f"profiles.{profile.name}"
+    if not profile.scales:
+        raise ConfigError(source, f"{key}.scales", "must list at least one scale")
+    for scale in profile.scales:
+        if scale not in (2, 3, 4):
+            raise ConfigError(source, f"{key}.scales", f"scale {scale} not supported (use 2, 3 or 4)")
+    data = profile.dataset
+    if data.kind != "demo" and data.root is None:
+        raise ConfigError(source, f"{key}.dataset.root", f"required for dataset kind {data.kind!r}")
+    positive = {
+        "dataset.num_scenes": data.num_scenes, "dataset.hr_size": data.hr_size,
+        "runtime.batch_size": profile.runtime.batch_size, "runtime.workers": profile.runtime.workers,
+        "demo_training.steps": profile.demo_training.steps,
+        "demo_training.patch_size": profile.demo_training.patch_size,
+        "demo_training.batch_size": profile.demo_training.batch_size,
+    }
+    for name, value in positive.items():
+        if value <= 0:
+            raise ConfigError(source, f"{key}.{name}", f"must be positive, got {value}")
+    if data.hr_size % 4:
+        raise ConfigError(source, f"{key}.dataset.hr_size", f"must be a multiple of 4, got {data.hr_size}")
+    if data.hr_long_side is not None and data.hr_long_side < 64:
+        raise ConfigError(source, f"{key}.dataset.hr_long_side", f"must be at least 64, got {data.hr_long_side}")
+    if profile.runtime.tile_size < 0 or profile.runtime.tile_overlap < 0:
+        raise ConfigError(source, f"{key}.runtime", "tile_size and tile_overlap must be >= 0")
+
+
+def parse_config(table: dict, source: str = "<config>", base_dir: Path | None = None) -> BenchmarkConfig:
+    """Validate a parsed TOML table; relative paths resolve against `base_dir`."""
+    ctx = _Context(source, base_dir or Path.cwd())
+    unknown = sorted(set(table) - {"default_profile", "profiles"})
+    if unknown:
+        raise ConfigError(source, unknown[0], "unknown key (allowed at top level: default_profile, profiles)")
+    raw_profiles = table.get("profiles", {"demo": {}})
+    if not isinstance(raw_profiles, dict) or not raw_profiles:
+        raise ConfigError(source, "profiles", "expected at least one [profiles.<name>] table")
+    profiles = {}
+    for name, body in raw_profiles.items():
+        if not isinstance(body, dict):
+            raise ConfigError(source, f"profiles.{name}", "expected a table")
+        profile = _build(Profile, body, f"profiles.{name}", ctx, name=name)
+        _validate_profile(profile, source)
+        profiles[name] = profile
+    default = table.get("default_profile", "demo")
+    if not isinstance(default, str) or default not in profiles:
+        raise ConfigError(source, "default_profile", f"{default!r} is not a defined profile ({', '.join(sorted(profiles))})")
+    return BenchmarkConfig(source=source, default_profile=default, profiles=profiles)
+
+
+def load_config(path: str | os.PathLike) -> BenchmarkConfig:
+    """Read and validate a `benchmark.toml`; errors name the file and the key."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(str(path), "", "configuration file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(str(path), "", f"cannot be read ({exc})") from None
+    try:
+        table = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(path), "", f"not valid TOML ({exc})") from None
+    return parse_config(table, source=str(path), base_dir=path.resolve().parent)
+
+
+def default_config() -> BenchmarkConfig:
+    """The built-in configuration (one `demo` profile with every default) for use without a file."""
+    return parse_config({"profiles": {"demo": {}}}, source="<built-in defaults>")
+
+
+def find_config(explicit: str | os.PathLike | None = None) -> BenchmarkConfig:
+    """`explicit`, else $CFANET_BENCH_CONFIG, else ./benchmark.toml, else the built-in defaults."""
+    if explicit:
+        return load_config(explicit)
+    env = os.environ.get(CONFIG_ENV_VAR)
+    if env:
+        return load_config(env)
+    local = Path.cwd() / CONFIG_FILE_NAME
+    if local.is_file():
+        return load_config(local)
+    return default_config()
