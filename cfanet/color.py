@@ -55,7 +55,10 @@ def rgb2ycbcr(rgb):
 
 def rgb2y(rgb):
     """The Y plane of `rgb2ycbcr`, shaped (..., 1, H, W), on the [0, 1] scale."""
-    return rgb2ycbcr(rgb)[..., :1, :, :]
+    _check_rgb(rgb)
+    r, g, b = _channels(rgb)
+    m = _YCBCR_MATRIX[0]
+    return _stack([(_YCBCR_OFFSET[0] + m[0] * r + m[1] * g + m[2] * b) / 255.0], rgb)
 
 
 def ycbcr2rgb(ycbcr):

@@ -1,0 +1,170 @@
+"""Datasets: SICE, CF-Net layout, plain triples and the generated demo set."""
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from cfanet.data import DatasetError, open_dataset
+from cfanet.data.demo import CameraModel, DemoDataset, srgb_decode, srgb_encode
+from cfanet.images import read_image
+from cfanet.resize import make_lr
+
+
+def _img(path, h, w, level, seed=0, bits=8):
+    rng = np.random.default_rng(seed)
+    peak = 255 if bits == 8 else 65535
+    base = rng.integers(0, peak // 8, (h, w, 3)) + int(level * peak)
+    arr = np.clip(base, 0, peak).astype(np.uint8 if bits == 8 else np.uint16)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), arr)
+    return arr
+
+
+@pytest.fixture
+def sice_root(tmp_path):
+    root = tmp_path / "SICE"
+    for scene in ("1", "2", "10"):
+        # file order deliberately not brightness order: 3 is darkest, 1 brightest
+        for name, level in (("1.JPG", 0.8), ("2.PNG", 0.5), ("3.png", 0.05), ("4.png", 0.3)):
+            _img(root / scene / name, 22, 30, level, seed=int(scene))
+        _img(root / "label" / f"{scene}.jpg", 22, 30, 0.4)
+    return root
+
+
+def test_sice_picks_extremes_by_brightness(sice_root, caplog):
+    data = open_dataset("sice", 2, root=sice_root)
+    assert data.names() == ["1", "2", "10"]  # natural order, label folder found without case
+    with caplog.at_level("INFO"):
+        scene = data[0]
+    assert scene.info["files"]["over"].endswith("1.JPG") and scene.info["files"]["under"].endswith("3.png")
+    assert "over=1.JPG" in caplog.text
+    report = data.selection_report()
+    assert report[0]["over"] == "1.JPG" and report[0]["under"] == "3.png" and len(report[0]["brightness"]) == 4
+    # modcrop to a multiple of 2 and LR made by MATLAB bicubic from the HR exposure
+    assert scene.gt_over.shape == (1, 3, 22, 30) and scene.over.shape == (1, 3, 11, 15)
+    assert torch.equal(scene.over, make_lr(read_image(sice_root / "1" / "1.JPG"), 2))
+    assert scene.gt.shape == scene.gt_over.shape
+
+
+def test_sice_x4_modcrops(sice_root):
+    scene = open_dataset("sice", 4, root=sice_root)[0]
+    assert scene.gt.shape[-2:] == (20, 28) and scene.over.shape[-2:] == (5, 7)
+    assert scene.info["modcropped_from"] == (22, 30)
+
+
+def test_sice_missing_label_and_size_mismatch(sice_root):
+    (sice_root / "label" / "2.jpg").unlink()
+    with pytest.raises(DatasetError, match="no ground truth for 1 of 3 scenes.*2"):
+        open_dataset("sice", 2, root=sice_root).names()
+    _img(sice_root / "label" / "2.jpg", 20, 30, 0.4)
+    _img(sice_root / "2" / "4.png", 24, 30, 0.3)
+    with pytest.raises(DatasetError, match=r"differ in size.*4\.png 24x30"):
+        open_dataset("sice", 2, root=sice_root)["2"]
+
+
+def test_sice_resize_long_side(sice_root):
+    scene = open_dataset("sice", 2, root=sice_root, hr_long_side=64)[0]
+    assert scene.gt_over.shape[-2:] == (46, 64) and scene.over.shape[-2:] == (23, 32)
+
+
+def test_sice_split_file(sice_root, tmp_path):
+    split = tmp_path / "split.txt"
+    split.write_text("# test scenes\n10\n2\n")
+    assert open_dataset("sice", 2, root=sice_root, split_file=split).names() == ["10", "2"]
+    split.write_text("7\n")
+    with pytest.raises(DatasetError, match="not in the dataset: 7"):
+        open_dataset("sice", 2, root=sice_root, split_file=split).names()
+
+
+def test_cfnet_layout_pairs_by_name(tmp_path):
+    for folder in ("hr", "hr_over", "hr_under"):
+        for name in ("a", "b"):
+            _img(tmp_path / folder / f"{name}.png", 16, 24, 0.5)
+    data = open_dataset("cfnet", 2, root=tmp_path)
+    assert data.names() == ["a", "b"] and data["b"].over.shape[-2:] == (8, 12)
+    _img(tmp_path / "hr_under" / "c.png", 16, 24, 0.5)
+    with pytest.raises(DatasetError, match="hr_over/ lacks c"):
+        open_dataset("cfnet", 2, root=tmp_path).names()
+
+
+def test_cfnet_layout_shipped_lr_only(tmp_path):
+    _img(tmp_path / "lr_over" / "t.png", 8, 6, 0.7)
+    _img(tmp_path / "lr_under" / "t.png", 8, 6, 0.1)
+    scene = open_dataset("cfnet", 4, root=tmp_path)["t"]
+    assert scene.over.shape[-2:] == (8, 6) and scene.gt is None and scene.gt_over is None
+    _img(tmp_path / "hr" / "t.png", 30, 24, 0.4)
+    with pytest.raises(DatasetError, match="is not x4"):
+        open_dataset("cfnet", 4, root=tmp_path)["t"]
+
+
+def test_cfnet_sample_regenerates_lr(shared_data):
+    data = open_dataset("cfnet", 4, root=shared_data / "cfnet-sample" / "train_data")
+    scene = data["lake"]
+    assert scene.gt.shape[-2:] == (844, 1500) and scene.over.shape[-2:] == (211, 375)
+    assert "regenerated" in scene.info["lr"]
+
+
+def test_triples_both_layouts(tmp_path):
+    for key, level in (("over", 0.8), ("under", 0.1), ("gt", 0.4)):
+        _img(tmp_path / "folders" / key / "s1.png", 12, 12, level)
+        _img(tmp_path / "scenes" / "s1" / f"{key}.png", 12, 12, level)
+    a = open_dataset("triples", 2, root=tmp_path / "folders")["s1"]
+    b = open_dataset("triples", 2, root=tmp_path / "scenes")["s1"]
+    assert torch.equal(a.over, b.over) and torch.equal(a.gt, b.gt) and a.over.shape[-2:] == (6, 6)
+    (tmp_path / "scenes" / "s1" / "under.png").unlink()
+    with pytest.raises(DatasetError, match="has over but not under"):
+        open_dataset("triples", 2, root=tmp_path / "scenes").names()
+
+
+def test_triples_16bit_and_grayscale_inputs(tmp_path):
+    _img(tmp_path / "over" / "s.png", 12, 16, 0.8, bits=16)
+    _img(tmp_path / "under" / "s.tif", 12, 16, 0.1, bits=16)
+    cv2.imwrite(str(tmp_path / "gt.png"), np.full((12, 16), 100, np.uint8))
+    (tmp_path / "gt").mkdir()
+    (tmp_path / "gt.png").rename(tmp_path / "gt" / "s.png")
+    scene = open_dataset("triples", 4, root=tmp_path)["s"]
+    assert scene.over.shape == (1, 3, 3, 4) and torch.all(scene.gt == 100 / 255)
+
+
+def test_sice400_real_triples(shared_data):
+    data = open_dataset("triples", 2, root=shared_data / "sice400")
+    scene = data["textmef-001"]
+    assert len(data) == 3 and scene.gt.shape[-2:] == (400, 600) and scene.over.shape[-2:] == (200, 300)
+    assert scene.gt_over.mean() > scene.gt.mean() > scene.gt_under.mean()
+
+
+def test_demo_is_deterministic_and_documented():
+    a, b = DemoDataset(2, num_scenes=3, hr_size=96, seed=5), DemoDataset(2, num_scenes=3, hr_size=96, seed=5)
+    for sa, sb in zip(a, b):
+        assert sa.name == sb.name and torch.equal(sa.over, sb.over) and torch.equal(sa.gt_under, sb.gt_under)
+    other = DemoDataset(2, num_scenes=3, hr_size=96, seed=6)[0]
+    assert not torch.equal(a[0].gt_over, other.gt_over)
+    scene = a[0]
+    assert scene.over.shape == (1, 3, 48, 48) and scene.gt.shape == (1, 3, 96, 96)
+    # 8-bit quantised exposures, brighter and darker than the ground truth
+    assert torch.equal(scene.gt_over, torch.round(scene.gt_over * 255) / 255)
+    assert scene.gt_over.mean() > scene.gt.mean() > scene.gt_under.mean()
+    assert 2.0 <= scene.info["stops_over"] <= 3.0 and -3.0 <= scene.info["stops_under"] <= -2.0
+
+
+def test_demo_splits_use_disjoint_photos():
+    test = {s.info["photo"] for s in DemoDataset(2, num_scenes=6, hr_size=64)}
+    train = {s.info["photo"] for s in DemoDataset(2, num_scenes=8, hr_size=64, split="train")}
+    assert test and train and not test & train
+
+
+def test_camera_model_zero_stops_without_noise_reproduces_photo():
+    photo = np.random.default_rng(0).integers(0, 256, (8, 8, 3)) / 255.0
+    assert np.allclose(srgb_encode(srgb_decode(photo)), photo, atol=1e-12)
+    exposed = CameraModel(shot=0, read=0).expose(srgb_decode(photo), 0.0, np.random.default_rng(0))
+    assert np.abs(exposed - photo).max() <= 0.5 / 255 + 1e-12
+
+
+def test_bad_arguments():
+    with pytest.raises(DatasetError, match="unknown dataset kind"):
+        open_dataset("flickr", 2, root=".")
+    with pytest.raises(DatasetError, match="needs a root"):
+        open_dataset("sice", 2)
+    with pytest.raises(DatasetError, match="not found"):
+        open_dataset("triples", 2, root="/nonexistent/folder")
