@@ -74,7 +74,8 @@ def contributions(
 def _resize_axis(x: torch.Tensor, dim: int, indices: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """Apply one axis's taps to float64 `x` along `dim`; one gather per tap, summed in tap order."""
     if dim == x.dim() - 1:  # gathering whole rows is much faster than gathering columns
-        return _resize_axis(x.transpose(-1, -2).contiguous(), dim - 1, indices, weights).transpose(-1, -2).contiguous()
+        rows_first = _resize_axis(x.transpose(-1, -2).contiguous(), dim - 1, indices, weights)
+        return rows_first.transpose(-1, -2).contiguous()
     shape = [1] * x.dim()
     shape[dim] = weights.shape[0]
     indices = indices.to(x.device)
@@ -96,7 +97,7 @@ def _plan(
         if min(out) < 1:
             raise ValueError(f"output size must be positive, got {size}")
         return (out[0] / in_size[0], out[1] / in_size[1]), out
-    scales = (float(scale), float(scale)) if np.isscalar(scale) else (float(scale[0]), float(scale[1]))
+    scales = (float(scale[0]), float(scale[1])) if isinstance(scale, (tuple, list)) else (float(scale),) * 2
     if min(scales) <= 0 or not all(math.isfinite(s) for s in scales):
         raise ValueError(f"scale must be positive and finite, got {scale}")
     return scales, (math.ceil(scales[0] * in_size[0]), math.ceil(scales[1] * in_size[1]))

@@ -20,8 +20,9 @@ Optional cross-checks, skipped unless the files exist on this machine (paths via
   torch port), loaded from its file; the package is never imported.
 - CFANET_MATLAB_IMRESIZE_REPO: a checkout of fatheral/matlab_imresize, whose test/ folder holds
   MATLAB R2015b outputs (lena 512x512 -> 123x234, uint8 and double).
-- CFANET_CFNET_REPO: a checkout of ytZhang99/CF-Net, whose dataset LR images were made by its
-  MATLAB script Prepare_Data_HR_LR.m.
+Real MATLAB output that is always checked when ../shared/data is present: CF-Net's shipped LR
+files of the `lake` scene (cfnet-sample/train_data), made by its MATLAB Prepare_Data_HR_LR.m,
+are reproduced bit for bit.
 """
 
 from __future__ import annotations
@@ -282,10 +283,17 @@ def test_optional_real_matlab_r2015b_output_is_matched_exactly():
 
 
 @pytest.mark.parametrize("exposure", ["under", "over"])
-def test_optional_cfnet_lr_files_are_matched_exactly(exposure):
-    repo = _env_path("CFANET_CFNET_REPO")
-    hr = read_image_array(repo / "dataset" / "train_data" / f"hr_{exposure}" / "lake.png")
-    lr = read_image_array(repo / "dataset" / "val_data" / f"lr_{exposure}" / "lake.png")
-    # Their LR is imresize(modcrop(HR, 4), 1/4) cropped top-left to the stored size.
+def test_real_matlab_output_cfnet_lr_files_are_matched_exactly(shared_data, exposure):
+    """CF-Net's shipped LR files were made by MATLAB (its Prepare_Data_HR_LR.m): real MATLAB output.
+
+    Their LR is imresize(modcrop(HR, 4), 1/4, 'bicubic') on uint8, cropped top-left to the stored
+    208x372; ours must equal it bit for bit.
+    """
+    folder = shared_data / "cfnet-sample" / "train_data"
+    hr = read_image_array(folder / f"hr_{exposure}" / "lake.png")
+    lr = read_image_array(folder / f"lr_{exposure}" / "lake.png")
     ours = imresize_uint8(modcrop(hr, 4), scale=1 / 4)[: lr.shape[0], : lr.shape[1]]
     np.testing.assert_array_equal(ours, lr)
+    # rounding once at the end (Octave's and BasicSR's convention) is measurably not MATLAB
+    once = imresize_uint8(modcrop(hr, 4), scale=1 / 4, rounding="once")[: lr.shape[0], : lr.shape[1]]
+    assert np.any(once != lr)

@@ -3,9 +3,10 @@
 
 CF-Net's own loader pairs folders by sorted index, which silently mis-pairs when a folder has an
 extra file; this one pairs by name and refuses mismatched sets. When the HR exposures are present,
-the LR inputs are regenerated from them (modcrop + MATLAB bicubic): the shipped LR files of the
-official sample agree with that in only 89% of pixels. Set `use_shipped_lr=True` to use them as
-they are. A folder with only `lr_over/` and `lr_under/` (CF-Net's `test_data`) gives scenes without
+the LR inputs are regenerated from them (modcrop + MATLAB bicubic). The official sample's shipped
+LR files are that resize cropped further to a smaller size (208x372 for an 844x1500 HR), so they
+no longer pair pixel for pixel with the HR images. Set `use_shipped_lr=True` to use them as they
+are (their HR references must then be exactly `scale` times larger). A folder with only `lr_over/` and `lr_under/` (CF-Net's `test_data`) gives scenes without
 HR references.
 """
 
