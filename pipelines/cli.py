@@ -74,6 +74,15 @@ def cmd_score(args) -> int:
     return 0
 
 
+def cmd_apply(args) -> int:
+    from pipelines.apply import apply_fusion
+
+    summary = apply_fusion(args.method, args.over, args.under, args.output)
+    print(json.dumps(summary, indent=2))
+    print(f"wrote {summary['output']}", file=sys.stderr)
+    return 0
+
+
 def cmd_run_all(args) -> int:
     from cfanet.data import open_dataset
     from pipelines.catalog import all_pipelines
@@ -127,6 +136,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="paper: RGB, no crop (CF-Net's code); sr: Y channel, crop = scale (BasicSR)")
     p.add_argument("--scale", type=int, default=2, help="SR factor; the sr convention crops this many pixels (default 2)")
     p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("apply", help="run one method on one pair of files (MGFF, Fast-SPD-MEF)")
+    p.add_argument("method", help="method name, e.g. MGFF or Fast-SPD-MEF")
+    p.add_argument("--over", required=True, help="over-exposed input image")
+    p.add_argument("--under", required=True, help="under-exposed input image")
+    p.add_argument("-o", "--output", required=True, help="where to write the result (PNG, TIFF, BMP or JPEG)")
+    p.set_defaults(func=cmd_apply)
 
     p = sub.add_parser("run-all", help="run every method on the profile's dataset (engine: issue 7)")
     p.add_argument("--profile", help="profile to run (default: the config's default, demo)")

@@ -1,0 +1,137 @@
+"""The SR adapter every super-resolution model shares.
+
+A model file defines the network with the official parameter names, its configurations as data
+(`configs`: "official" and "small") and one adapter subclass that implements the official
+inference protocol in `forward_protocol` (value range, mean shift, padding, colour order). This
+base class adds what is common: checkpoint loading with strict checks (the scale inferred from
+the weights where the file says it), the harness boundary (float32 RGB [0, 1] in and out),
+tiling, self-ensemble, device placement, precision and the parameter count.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from cfanet.checkpoint import CheckpointError, check_state_dict, read_checkpoint, unwrap_state_dict
+from cfanet.ensemble import self_ensemble
+from cfanet.tiling import auto_tile_size, free_device_memory, tiled_apply
+
+
+class SuperResolver(abc.ABC):
+    """An SR network behind the harness convention: `upscale(lr)` takes and returns float32 RGB [0, 1].
+
+    Runtime options: `device`; `tile` (input pixels per tile side; 0 = whole image on CPU and
+    chosen from free memory on CUDA; -1 = never tile); `tile_overlap`; `self_ensemble` (x8);
+    `precision` ("fp32", or "bf16" on CUDA for models that support it).
+    """
+
+    name: ClassVar[str]
+    configs: ClassVar[Mapping[str, Mapping]]
+    supports_bf16: ClassVar[bool] = True
+    # Peak activation memory per input pixel in fp32 (bytes), for the automatic tile size.
+    bytes_per_input_pixel: ClassVar[float] = 400_000.0
+    # Buffers that official checkpoints may lack or carry but that the computation derives itself.
+    ignored_keys: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, network: nn.Module, scale: int, *, device: str | torch.device = "cpu", tile: int = 0,
+                 tile_overlap: int = 16, self_ensemble: bool = False, precision: str = "fp32",
+                 weights: str = "random init"):
+        if precision not in ("fp32", "bf16"):
+            raise ValueError(f"{self.name}: precision must be 'fp32' or 'bf16', got {precision!r}")
+        if precision == "bf16" and not self.supports_bf16:
+            raise ValueError(f"{self.name} does not support bf16 inference")
+        self.network = network.eval().to(device)
+        self.scale, self.device = scale, torch.device(device)
+        self.tile, self.tile_overlap, self.use_self_ensemble = tile, tile_overlap, self_ensemble
+        self.precision, self.weights = precision, weights
+
+    # -- construction -----------------------------------------------------------------------------
+
+    @classmethod
+    @abc.abstractmethod
+    def build_network(cls, scale: int, **config) -> nn.Module:
+        """The network with the official parameter names for `scale` and a configuration."""
+
+    @classmethod
+    def infer_scale(cls, weights: Mapping[str, torch.Tensor]) -> int | None:
+        """The scale a state dict was trained for, when its shapes tell; None otherwise."""
+        return None
+
+    @classmethod
+    def create(cls, scale: int, size: str = "official", seed: int | None = 0, **runtime) -> "SuperResolver":
+        """A model of configuration `size` ("official" or "small") with seeded random weights."""
+        if size not in cls.configs:
+            raise ValueError(f"{cls.name}: unknown configuration {size!r}; known: {', '.join(cls.configs)}")
+        if seed is not None:
+            torch.manual_seed(seed)
+        return cls(cls.build_network(scale, **cls.configs[size]), scale, **runtime)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, scale: int | None = None, size: str = "official",
+                        key: str | None = None, **runtime) -> "SuperResolver":
+        """Load an official (or our own) checkpoint strictly; the scale comes from the weights if not given."""
+        weights = unwrap_state_dict(read_checkpoint(path), key=key, source=str(path))
+        inferred = cls.infer_scale(weights)
+        if scale is None:
+            if inferred is None:
+                raise CheckpointError(f"{path}: cannot tell the scale of this {cls.name} checkpoint; pass scale")
+            scale = inferred
+        elif inferred is not None and inferred != scale:
+            raise CheckpointError(f"{path}: this is an x{inferred} {cls.name} checkpoint, but x{scale} was asked for")
+        network = cls.build_network(scale, **cls.configs[size])
+        check_state_dict(network.state_dict(), weights, source=str(path), ignore=cls.ignored_keys)
+        kept = {k: v for k, v in weights.items() if k not in cls.ignored_keys}
+        network.load_state_dict(kept, strict=not cls.ignored_keys)
+        return cls(network, scale, weights=str(path), **runtime)
+
+    # -- inference --------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def forward_protocol(self, lr: torch.Tensor) -> torch.Tensor:
+        """The official inference protocol on one batch: RGB [0, 1] (N, 3, H, W) on the model's
+        device -> RGB on the [0, 1] scale (N, 3, scale*H, scale*W), before clamping."""
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.network.parameters())
+
+    def _tile_size(self, lr: torch.Tensor) -> int:
+        if self.tile != 0:
+            return max(self.tile, 0)
+        free = free_device_memory(self.device)
+        if free is None:
+            return 0
+        factor = 0.5 if self.precision == "bf16" else 1.0
+        return auto_tile_size(self.bytes_per_input_pixel * factor, free, tuple(lr.shape[-2:]))
+
+    def _autocast(self):
+        if self.precision == "bf16":
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    @torch.no_grad()
+    def upscale(self, lr: torch.Tensor) -> torch.Tensor:
+        """float32 RGB (N, 3, H, W) in [0, 1] -> float32 RGB (N, 3, scale*H, scale*W) in [0, 1],
+        on `lr`'s device. Tiling and self-ensemble as configured."""
+        if not isinstance(lr, torch.Tensor) or lr.dim() != 4 or lr.shape[1] != 3 or not lr.is_floating_point():
+            shape = tuple(lr.shape) if isinstance(lr, torch.Tensor) else type(lr).__name__
+            raise ValueError(f"{self.name}: expected a float RGB tensor (N, 3, H, W) in [0, 1], got {shape}")
+        x = lr.to(self.device, torch.float32)
+        tile = self._tile_size(x)
+
+        def run(batch: torch.Tensor) -> torch.Tensor:
+            with self._autocast():
+                return self.forward_protocol(batch).float()
+
+        def tiled(batch: torch.Tensor) -> torch.Tensor:
+            return tiled_apply(run, batch, self.scale, tile, self.tile_overlap)
+
+        out = self_ensemble(tiled, x) if self.use_self_ensemble else tiled(x)
+        return out.clamp_(0.0, 1.0).to(lr.device)
