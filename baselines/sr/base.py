@@ -37,11 +37,13 @@ class SuperResolver(abc.ABC):
     supports_bf16: ClassVar[bool] = True
     # Peak activation memory per input pixel in fp32 (bytes), for the automatic tile size.
     bytes_per_input_pixel: ClassVar[float] = 400_000.0
+    # Input pixels neighbouring tiles share; each model sets what its tests show is seam-free.
+    default_tile_overlap: ClassVar[int] = 16
     # Buffers that official checkpoints may lack or carry but that the computation derives itself.
     ignored_keys: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, network: nn.Module, scale: int, *, device: str | torch.device = "cpu", tile: int = 0,
-                 tile_overlap: int = 16, self_ensemble: bool = False, precision: str = "fp32",
+                 tile_overlap: int | None = None, self_ensemble: bool = False, precision: str = "fp32",
                  weights: str = "random init"):
         if precision not in ("fp32", "bf16"):
             raise ValueError(f"{self.name}: precision must be 'fp32' or 'bf16', got {precision!r}")
@@ -49,7 +51,8 @@ class SuperResolver(abc.ABC):
             raise ValueError(f"{self.name} does not support bf16 inference")
         self.network = network.eval().to(device)
         self.scale, self.device = scale, torch.device(device)
-        self.tile, self.tile_overlap, self.use_self_ensemble = tile, tile_overlap, self_ensemble
+        self.tile, self.use_self_ensemble = tile, self_ensemble
+        self.tile_overlap = self.default_tile_overlap if tile_overlap is None else tile_overlap
         self.precision, self.weights = precision, weights
 
     # -- construction -----------------------------------------------------------------------------
