@@ -75,9 +75,20 @@ def cmd_score(args) -> int:
 
 
 def cmd_apply(args) -> int:
-    from pipelines.apply import apply_fusion
+    from pipelines.apply import apply_method, lookup
 
-    summary = apply_fusion(args.method, args.over, args.under, args.output)
+    weights = args.weights
+    if weights is None:
+        key, entry = lookup(args.method)
+        if entry.needs_weights:
+            from pipelines.catalog import weight_keys
+
+            profile = _config(args).profile(args.profile)
+            scales = (args.scale,) if args.scale else profile.scales
+            configured = [profile.weights[k] for k in weight_keys(key, scales) if k in profile.weights]
+            weights = configured[0] if configured else None
+    summary = apply_method(args.method, args.output, over=args.over, under=args.under, image=args.input,
+                           weights=weights, scale=args.scale, device=args.device)
     print(json.dumps(summary, indent=2))
     print(f"wrote {summary['output']}", file=sys.stderr)
     return 0
@@ -137,11 +148,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", type=int, default=2, help="SR factor; the sr convention crops this many pixels (default 2)")
     p.set_defaults(func=cmd_score)
 
-    p = sub.add_parser("apply", help="run one method on one pair of files (MGFF, Fast-SPD-MEF)")
-    p.add_argument("method", help="method name, e.g. MGFF or Fast-SPD-MEF")
-    p.add_argument("--over", required=True, help="over-exposed input image")
-    p.add_argument("--under", required=True, help="under-exposed input image")
+    p = sub.add_parser("apply", help="run one method on one pair (MEF, joint) or one image (SR)")
+    p.add_argument("method", help="MGFF, Fast-SPD-MEF, MEF-Net, U2Fusion, CF-Net, DBPN, RCAN, SRFBN or SwinIR")
+    p.add_argument("--over", help="over-exposed input image (MEF and joint methods)")
+    p.add_argument("--under", help="under-exposed input image (MEF and joint methods)")
+    p.add_argument("--input", help="low-resolution input image (SR models)")
     p.add_argument("-o", "--output", required=True, help="where to write the result (PNG, TIFF, BMP or JPEG)")
+    p.add_argument("--weights", help="checkpoint of a deep method (default: the profile's configured file)")
+    p.add_argument("--scale", type=int, help="scale of an SR or joint model (default: read from the weights)")
+    p.add_argument("--profile", help="profile whose weights to use when --weights is not given")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.set_defaults(func=cmd_apply)
 
     p = sub.add_parser("run-all", help="run every method on the profile's dataset (engine: issue 7)")

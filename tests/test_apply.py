@@ -44,3 +44,33 @@ def test_apply_errors_name_the_problem(tmp_path, capsys):
     assert main(["apply", "MGFF", "--over", str(tmp_path / "o.png"), "--under", str(tmp_path / "u.png"),
                  "-o", str(tmp_path / "f.png")]) == 2
     assert "u.png" in capsys.readouterr().err
+
+
+def test_apply_sr_model_with_weights_file(tmp_path, capsys):
+    import torch
+
+    from baselines.sr.srfbn import SRFBN
+
+    model = SRFBN.create(2, size="official", seed=0)
+    torch.save({"state_dict": {f"module.{k}": v for k, v in model.network.state_dict().items()}}, tmp_path / "w.pth")
+    cv2.imwrite(str(tmp_path / "lr.png"), np.random.default_rng(0).integers(0, 256, (12, 10, 3), dtype=np.uint8))
+    out = tmp_path / "sr.png"
+    assert main(["apply", "SRFBN", "--input", str(tmp_path / "lr.png"), "--weights", str(tmp_path / "w.pth"),
+                 "-o", str(out)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["kind"] == "sr" and summary["size"] == [24, 20]
+    from cfanet.images import quantize, read_image
+
+    expected = model.upscale(read_image(tmp_path / "lr.png"))
+    np.testing.assert_array_equal(read_image_array(out), quantize(expected[0].permute(1, 2, 0)))
+
+
+def test_apply_deep_method_without_weights_is_a_clear_error(tmp_path, capsys):
+    cv2.imwrite(str(tmp_path / "lr.png"), np.zeros((8, 8, 3), np.uint8))
+    config = tmp_path / "b.toml"
+    config.write_text("[profiles.demo]\n")
+    assert main(["--config", str(config), "apply", "RCAN", "--input", str(tmp_path / "lr.png"), "-o",
+                 str(tmp_path / "o.png")]) == 2
+    assert "RCAN needs weights" in capsys.readouterr().err
+    assert main(["apply", "MGFF", "--input", str(tmp_path / "lr.png"), "-o", str(tmp_path / "o.png")]) == 2
+    assert "give --over and --under" in capsys.readouterr().err
