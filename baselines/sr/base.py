@@ -37,6 +37,9 @@ class SuperResolver(abc.ABC):
     supports_bf16: ClassVar[bool] = True
     # Peak activation memory per input pixel in fp32 (bytes), for the automatic tile size.
     bytes_per_input_pixel: ClassVar[float] = 400_000.0
+    # True for models with global operations (e.g. channel attention over the whole image) that tile
+    # their features exactly inside `forward_protocol` instead of tiling the image.
+    tiles_features: ClassVar[bool] = False
     # Input pixels neighbouring tiles share; each model sets what its tests show is seam-free.
     default_tile_overlap: ClassVar[int] = 16
     # Buffers that official checkpoints may lack or carry but that the computation derives itself.
@@ -127,7 +130,7 @@ class SuperResolver(abc.ABC):
             shape = tuple(lr.shape) if isinstance(lr, torch.Tensor) else type(lr).__name__
             raise ValueError(f"{self.name}: expected a float RGB tensor (N, 3, H, W) in [0, 1], got {shape}")
         x = lr.to(self.device, torch.float32)
-        tile = self._tile_size(x)
+        tile = 0 if self.tiles_features else self._tile_size(x)
 
         def run(batch: torch.Tensor) -> torch.Tensor:
             with self._autocast():
