@@ -1,0 +1,481 @@
+"""CF-Net: Deep Coupled Feedback Network for Joint Exposure Fusion and Image Super-Resolution
+(Deng, Zhang, Xu, Gu, Duan, IEEE TIP 2021).
+
+Re-implementation of ytZhang99/CF-Net `model.py` (`CFNet`, `SRB`, `CFB`) with the official
+parameter names, so the released `model/model_x2.pth` / `model_x4.pth` load strictly.
+
+The network (paper Fig. 2), one branch per exposure (o = over-exposed, u = under-exposed):
+
+- feature extraction (FEB): 3x3 conv to 4m features, 1x1 conv to m, PReLU after each
+  (`conv_in_*`, `feat_in_*`). Official quirk kept: the under branch's 3x3 conv has **no**
+  activation (`conv_in_under` is built with `act_type=None`), so its entries are
+  `conv_in_under.0.*` only;
+- super-resolution block (SRB, `srb_1` / `srb_2`): a 1x1 compression, then N projection groups
+  (deconvolution up to HR, strided convolution back to LR, each group densely fed by the earlier
+  groups' outputs of the same resolution through 1x1 "transition" convolutions), then a 1x1
+  compression of the N LR outputs: `G_0 = SRB(F_in)`;
+- T coupled feedback blocks per branch (CFB, `cfb_over{t}` / `cfb_under{t}`): the same projection
+  body on the 1x1 compression of `[F_in^own, G_{t-1}^own, G_{t-1}^other]`; after the third group
+  the other branch's feedback `G_{t-1}^other` is re-injected (`re_guide`: 1x1 conv of
+  `[L_3, G_{t-1}^other]`). Both branches of iteration t read iteration t-1 only;
+- reconstruction (REC) per output: deconvolution with PReLU (`out_over`, `out_1[t]`, ...), 3x3
+  conv to 3 channels (`conv_out_over`, `conv_out_1[t]`, ...), added to the bilinear upsampling
+  (`align_corners=False`) of the branch's LR input. Outputs `I_0 .. I_T` per branch, clamped to
+  [-1, 1] and mapped to [0, 255] inside the network, as the official `forward` does.
+
+The projection geometry depends on the scale: x2 kernel 6, stride 2, padding 2; x4 kernel 8,
+stride 4, padding 2 (the official code knows only these two scales). Any LR size works (odd ones
+included): the deconvolution gives exactly `scale * size`, the strided convolution brings it back.
+
+Differences from the official module, none of which changes the fp32 outputs:
+
+- no `.cuda()`: the official `SRB.forward` copies its input into `torch.zeros(...).cuda()` and
+  `CFNet.__init__` moves each CFB to the GPU; here the input is used as is, on any device;
+- the hyper-parameters are constructor arguments (the official module reads the global
+  `option.args` at import and construction time); `num_steps` is not taken (unused officially);
+- the reconstruction of the intermediate outputs can be skipped at inference
+  (`all_outputs=False`), since the coupled feedback never reads them;
+- modules are created in the official order, so under the same `torch.manual_seed` the default
+  PyTorch initialisation gives the same weights as the official `CFNet()` (the official training
+  script uses that default initialisation).
+
+Inference protocol of the official `test.py` (see `CFNet`): images read by OpenCV as BGR uint8,
+`ToTensor` + `Normalize(0.5, 0.5)` to [-1, 1]; the fused image is
+`0.5 * sr_over[-1] + 0.5 * sr_under[-1]` on [0, 255], written with `astype(np.uint8)`, i.e.
+truncated, not rounded (`output_mode="official_truncate"` reproduces that; our default rounds
+to the nearest 8-bit level, half up, like every other method's output).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cfanet.checkpoint import CheckpointError, check_state_dict, read_checkpoint, unwrap_state_dict
+from cfanet.tiling import auto_tile_size, free_device_memory, tiled_apply
+
+# Up/down projection geometry per scale: (kernel_size, stride, padding), as in the official code.
+PROJECTION = {2: (6, 2, 2), 4: (8, 4, 2)}
+
+# The PReLU initial slope of the official `activation` helper (`slope=0.2`).
+PRELU_INIT = 0.2
+
+# Official output range of the network: images on [0, 255] (from [-1, 1] via `(x + 1) * 127.5`).
+PEAK = 255.0
+
+
+# -- blocks -----------------------------------------------------------------------------------------
+
+class ConvBlock(nn.Sequential):
+    """Convolution followed by PReLU (or nothing): the official `ConvBlock` with `norm_type=None`,
+    whose entries are `<name>.0.*` (conv) and `<name>.1.weight` (PReLU, one slope).
+
+    `padding=None` keeps the spatial size for odd kernels (the official "valid padding", (k - 1) // 2).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
+                 padding: int | None = None, activation: bool = True):
+        if padding is None:
+            padding = (kernel_size - 1) // 2
+        layers = [nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding)]
+        if activation:
+            layers.append(nn.PReLU(num_parameters=1, init=PRELU_INIT))
+        super().__init__(*layers)
+
+
+class DeconvBlock(nn.Sequential):
+    """Transposed convolution followed by PReLU: the official `DeconvBlock` with `norm_type=None`."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int, padding: int):
+        super().__init__(nn.ConvTranspose2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding),
+                         nn.PReLU(num_parameters=1, init=PRELU_INIT))
+
+
+def check_scale(scale: int) -> tuple[int, int, int]:
+    """(kernel_size, stride, padding) of the projections for `scale`; ValueError for other scales."""
+    if scale not in PROJECTION:
+        raise ValueError(f"CF-Net supports scales {sorted(PROJECTION)}, got {scale}")
+    return PROJECTION[scale]
+
+
+class ProjectionGroups(nn.Module):
+    """The projection body shared by the SRB and the CFB (the feedback block of SRFBN, paper Sec. III-B).
+
+    `compress_in` (1x1, `in_channels` -> m) gives `L_0`; group g = 1..N computes
+    `H_g = up_g(T([L_0, ..., L_{g-1}]))` and `L_g = down_g(T([H_1, ..., H_g]))`, where T is the
+    group's 1x1 transition (`uptranBlocks` / `downtranBlocks`, absent for g = 1); the output is
+    `compress_out([L_1, ..., L_N])` (m features at LR). With `re_guide_after = k`, the LR output of
+    group k is replaced by `re_guide([L_k, guide])` before later groups read it (CF-Net's CFB, k = 3).
+
+    Parameter names and creation order are the official ones (`re_guide` is created before the
+    groups, registered after them), so seeded initialisations agree with the official module.
+    """
+
+    def __init__(self, in_channels: int, num_features: int, num_groups: int, scale: int,
+                 re_guide_after: int | None = None):
+        super().__init__()
+        kernel_size, stride, padding = check_scale(scale)
+        if num_groups < 1:
+            raise ValueError(f"CF-Net needs at least one projection group, got {num_groups}")
+        if re_guide_after is not None and not 1 <= re_guide_after <= num_groups:
+            raise ValueError(f"re_guide_after={re_guide_after} needs 1 <= it <= num_groups ({num_groups})")
+        m = num_features
+        self.num_groups, self.re_guide_after = num_groups, re_guide_after
+        self.compress_in = ConvBlock(in_channels, m, kernel_size=1)
+        self.upBlocks = nn.ModuleList()
+        self.downBlocks = nn.ModuleList()
+        self.uptranBlocks = nn.ModuleList()
+        self.downtranBlocks = nn.ModuleList()
+        if re_guide_after is not None:
+            self.re_guide = ConvBlock(2 * m, m, kernel_size=1)
+        for g in range(num_groups):
+            self.upBlocks.append(DeconvBlock(m, m, kernel_size, stride, padding))
+            self.downBlocks.append(ConvBlock(m, m, kernel_size, stride=stride, padding=padding))
+            if g > 0:
+                self.uptranBlocks.append(ConvBlock(m * (g + 1), m, kernel_size=1))
+                self.downtranBlocks.append(ConvBlock(m * (g + 1), m, kernel_size=1))
+        self.compress_out = ConvBlock(num_groups * m, m, kernel_size=1)
+
+    def project(self, x: torch.Tensor, guide: torch.Tensor | None = None) -> torch.Tensor:
+        """(N, in_channels, h, w) [and the guide (N, m, h, w)] -> (N, m, h, w)."""
+        low = [self.compress_in(x)]   # L_0
+        high = []
+        for g in range(self.num_groups):
+            lr_in = torch.cat(low, dim=1)
+            if g > 0:
+                lr_in = self.uptranBlocks[g - 1](lr_in)
+            high.append(self.upBlocks[g](lr_in))
+            hr_in = torch.cat(high, dim=1)
+            if g > 0:
+                hr_in = self.downtranBlocks[g - 1](hr_in)
+            lr_out = self.downBlocks[g](hr_in)
+            if self.re_guide_after is not None and g + 1 == self.re_guide_after:
+                lr_out = self.re_guide(torch.cat((lr_out, guide), dim=1))
+            low.append(lr_out)
+        return self.compress_out(torch.cat(low[1:], dim=1))   # L_0 is left out
+
+
+class SRB(ProjectionGroups):
+    """Super-resolution block: `G_0 = SRB(F_in)`, m features in and out (official `SRB`)."""
+
+    def __init__(self, num_features: int, num_groups: int, scale: int):
+        super().__init__(num_features, num_features, num_groups, scale)
+
+    def forward(self, f_in: torch.Tensor) -> torch.Tensor:
+        return self.project(f_in)
+
+
+class CFB(ProjectionGroups):
+    """Coupled feedback block: `G_t = CFB(F_in, G_{t-1}^own, G_{t-1}^other)` (official `CFB`).
+
+    The input is the 1x1 compression of the three concatenated feature maps (3m -> m); with
+    `re_guide_after` (CF-Net: 3; None drops it) the other branch's feedback is injected again
+    after that group.
+    """
+
+    def __init__(self, num_features: int, num_groups: int, scale: int, re_guide_after: int | None = 3):
+        super().__init__(3 * num_features, num_features, num_groups, scale, re_guide_after)
+
+    def forward(self, f_in: torch.Tensor, g_own: torch.Tensor, g_other: torch.Tensor) -> torch.Tensor:
+        return self.project(torch.cat((f_in, g_own, g_other), dim=1), guide=g_other)
+
+
+def reconstruct(features: torch.Tensor, deconv: nn.Module, conv: nn.Module, upsampled: torch.Tensor) -> torch.Tensor:
+    """REC: `clamp(conv(deconv(G)) + Up(I_lr), -1, 1)` mapped to [0, 255] (official `CFNet.forward`)."""
+    image = torch.clamp(conv(deconv(features)) + upsampled, -1.0, 1.0)
+    return (image + 1) * 127.5
+
+
+# -- network ----------------------------------------------------------------------------------------
+
+class CoupledFeedbackNetwork(nn.Module):
+    """The CF-Net network (official `model.CFNet` with PReLU and no normalisation).
+
+    `forward(lr_over, lr_under)`: BGR (N, 3, H, W) on [-1, 1] each -> `(sr_over, sr_under)`, two lists
+    of `num_cfbs + 1` images (N, 3, scale*H, scale*W) on [0, 255] (clamped, BGR): the SRB's output
+    `I_0` then one per coupled iteration. With `all_outputs=False` only the last of each is
+    reconstructed (one-item lists, the same values).
+    """
+
+    def __init__(self, scale: int, num_features: int = 64, num_groups: int = 6, num_cfbs: int = 3,
+                 in_channels: int = 3, out_channels: int = 3):
+        super().__init__()
+        kernel_size, stride, padding = check_scale(scale)
+        if num_cfbs < 1:
+            raise ValueError(f"CF-Net needs at least one coupled feedback block, got num_cfbs={num_cfbs}")
+        m = num_features
+        self.scale, self.num_features, self.num_groups, self.num_cfbs = scale, m, num_groups, num_cfbs
+
+        def rec_deconv() -> DeconvBlock:
+            return DeconvBlock(m, m, kernel_size, stride, padding)
+
+        def rec_conv() -> ConvBlock:
+            return ConvBlock(m, out_channels, kernel_size=3, activation=False)
+
+        # Over branch: FEB, SRB, REC of I_0.
+        self.conv_in_over = ConvBlock(in_channels, 4 * m, kernel_size=3)
+        self.feat_in_over = ConvBlock(4 * m, m, kernel_size=1)
+        self.srb_1 = SRB(m, num_groups, scale)
+        self.out_over = rec_deconv()
+        self.conv_out_over = rec_conv()
+        # Under branch: the same, except that the first conv has no activation (official quirk).
+        self.conv_in_under = ConvBlock(in_channels, 4 * m, kernel_size=3, activation=False)
+        self.feat_in_under = ConvBlock(4 * m, m, kernel_size=1)
+        self.srb_2 = SRB(m, num_groups, scale)
+        self.out_under = rec_deconv()
+        self.conv_out_under = rec_conv()
+        # Coupled feedback blocks (attributes cfb_over{t}, cfb_under{t}) and their RECs.
+        self.out_1, self.conv_out_1 = nn.ModuleList(), nn.ModuleList()
+        self.out_2, self.conv_out_2 = nn.ModuleList(), nn.ModuleList()
+        for t in range(num_cfbs):
+            setattr(self, f"cfb_over{t}", CFB(m, num_groups, scale))
+            setattr(self, f"cfb_under{t}", CFB(m, num_groups, scale))
+            self.out_1.append(rec_deconv())
+            self.conv_out_1.append(rec_conv())
+            self.out_2.append(rec_deconv())
+            self.conv_out_2.append(rec_conv())
+
+    def cfbs(self, branch: str) -> list[CFB]:
+        """The coupled feedback blocks of one branch ("over" or "under"), in order."""
+        return [getattr(self, f"cfb_{branch}{t}") for t in range(self.num_cfbs)]
+
+    def forward(self, lr_over: torch.Tensor, lr_under: torch.Tensor,
+                all_outputs: bool = True) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        up_over = F.interpolate(lr_over, scale_factor=self.scale, mode="bilinear", align_corners=False)
+        up_under = F.interpolate(lr_under, scale_factor=self.scale, mode="bilinear", align_corners=False)
+        f_in_over = self.feat_in_over(self.conv_in_over(lr_over))
+        f_in_under = self.feat_in_under(self.conv_in_under(lr_under))
+        # G_0 from the SRBs, then G_t = CFB_t(F_in, G_{t-1}^own, G_{t-1}^other) for both branches.
+        g_over, g_under = [self.srb_1(f_in_over)], [self.srb_2(f_in_under)]
+        for t, (cfb_over, cfb_under) in enumerate(zip(self.cfbs("over"), self.cfbs("under"))):
+            g_over.append(cfb_over(f_in_over, g_over[t], g_under[t]))
+            g_under.append(cfb_under(f_in_under, g_under[t], g_over[t]))
+        # Reconstruction: REC_0 for the SRB's features, REC_t for the t-th CFB's.
+        recs_over = [(self.out_over, self.conv_out_over), *zip(self.out_1, self.conv_out_1)]
+        recs_under = [(self.out_under, self.conv_out_under), *zip(self.out_2, self.conv_out_2)]
+        keep = range(self.num_cfbs + 1) if all_outputs else [self.num_cfbs]
+        sr_over = [reconstruct(g_over[t], *recs_over[t], up_over) for t in keep]
+        sr_under = [reconstruct(g_under[t], *recs_under[t], up_under) for t in keep]
+        return sr_over, sr_under
+
+
+# -- the official 8-bit cast ------------------------------------------------------------------------
+
+def official_uint8_cast(values: torch.Tensor) -> torch.Tensor:
+    """`np.asarray(values, np.float32).astype(np.uint8)` as the official `test.py` does it, on x86-64.
+
+    Truncation toward zero, then wrap-around modulo 256 (256.3 -> 0, 300 -> 44, -1.5 -> 255,
+    -0.5 -> 0); NaN, infinities and values outside the int32 range give 0 (the "integer indefinite"
+    of the x86 conversion). Numpy leaves out-of-range casts undefined; this fixes the x86 result.
+    Returns a uint8 tensor of the same shape. (CF-Net's outputs are clamped to [0, 255], so on
+    its own images this is a plain truncation: 254.99 -> 254.)
+    """
+    v = values.detach().to(torch.float64)
+    truncated = torch.trunc(torch.nan_to_num(v, nan=0.0, posinf=0.0, neginf=0.0))
+    in_range = torch.isfinite(v) & (truncated >= -(2.0 ** 31)) & (truncated < 2.0 ** 31)
+    return torch.where(in_range, torch.remainder(truncated, 256.0), 0.0).to(torch.uint8)
+
+
+# -- adapter ----------------------------------------------------------------------------------------
+
+def check_pair(over: torch.Tensor, under: torch.Tensor, name: str = "CF-Net") -> None:
+    """Raise ValueError naming the problem unless over/under are equal-shaped float (N, 3, H, W) tensors."""
+    for role, image in (("over", over), ("under", under)):
+        if not isinstance(image, torch.Tensor):
+            raise ValueError(f"{name}: {role} must be a torch tensor (N, 3, H, W), got {type(image).__name__}")
+        if image.dim() != 4 or image.shape[1] != 3:
+            raise ValueError(f"{name}: {role} must be shaped (N, 3, H, W) RGB, got {tuple(image.shape)}")
+        if not image.is_floating_point():
+            raise ValueError(f"{name}: {role} must be float RGB in [0, 1], got {image.dtype}")
+        if image.shape[0] == 0 or image.shape[2] == 0 or image.shape[3] == 0:
+            raise ValueError(f"{name}: {role} is empty, shape {tuple(image.shape)}")
+        if not torch.isfinite(image).all():
+            raise ValueError(f"{name}: {role} holds NaN or infinite values")
+    if over.shape != under.shape:
+        raise ValueError(f"{name}: over and under differ in shape: {tuple(over.shape)} vs {tuple(under.shape)}")
+
+
+class CFNet:
+    """CF-Net behind the harness convention: `fuse_upscale(over, under)` takes two float32 RGB
+    (N, 3, H, W) LR exposures in [0, 1] and returns the fused HR image, float32 RGB
+    (N, 3, scale*H, scale*W) in [0, 1], on the inputs' device.
+
+    Protocol (official `test.py`): RGB -> BGR, `(x - 0.5) / 0.5`, network, fused =
+    `0.5 * sr_over[-1] + 0.5 * sr_under[-1]` on [0, 255], BGR -> RGB. `output_mode` says what
+    happens to the fused [0, 255] values:
+
+    - "round" (default): to the nearest 8-bit level, half up (what `cfanet.images.quantize` and
+      every saved stage output do), divided by 255;
+    - "official_truncate": the official script's `astype(np.uint8)` (`official_uint8_cast`:
+      truncation, so on average half a level darker than "round"), divided by 255;
+    - "float": no quantisation, the fused values divided by 255 (for parity checks and metrics on
+      unquantised outputs).
+
+    Runtime options: `device`; `tile` (LR pixels per tile side; 0 = whole image on CPU and chosen
+    from free memory on CUDA; -1 = never tile) and `tile_overlap` (the pair is tiled together).
+    fp32 only (the official code has no reduced-precision path).
+    """
+
+    name: ClassVar[str] = "CF-Net"
+    # Official: `option.py` defaults (64 features, 6 groups, 3 CFBs; x2/x4 differ only by the scale).
+    # Small: the same code path with fewer features, groups and iterations, for the demo profile.
+    configs: ClassVar[Mapping[str, Mapping]] = {
+        "official": {"num_features": 64, "num_groups": 6, "num_cfbs": 3},
+        "small": {"num_features": 16, "num_groups": 3, "num_cfbs": 2},
+    }
+    output_modes: ClassVar[tuple[str, ...]] = ("round", "official_truncate", "float")
+    # Peak memory of an fp32 no-grad official forward per LR pixel (of the pair), for the
+    # automatic tile size on CUDA: the growth of the peak RSS between 32x32 and 64x64 inputs, each
+    # in a fresh CPU process: x4 92 kB, x2 32 kB. The x4 figure, rounded up, for both.
+    bytes_per_input_pixel: ClassVar[float] = 100_000.0
+    # LR pixels neighbouring tiles share. Tiled vs untiled max |difference| on [0, 1] with seeded
+    # weights (trained weights may reach farther): small x2 1.6e-5 / 1.2e-7 / 6e-8 at overlap
+    # 8 / 16 / 24, small x4 6e-8 from 8 on, official x2 3.5e-6 at 8. 32 as SRFBN, whose projection
+    # groups are the same; the tests check it on the small configuration.
+    default_tile_overlap: ClassVar[int] = 32
+
+    def __init__(self, network: CoupledFeedbackNetwork, scale: int, *, device: str | torch.device = "cpu",
+                 output_mode: str = "round", tile: int = 0, tile_overlap: int | None = None,
+                 weights: str = "random init"):
+        if output_mode not in self.output_modes:
+            raise ValueError(f"{self.name}: output_mode must be one of {', '.join(self.output_modes)}, "
+                             f"got {output_mode!r}")
+        if scale != network.scale:
+            raise ValueError(f"{self.name}: scale {scale} does not match the network's x{network.scale}")
+        self.network = network.eval().to(device)
+        self.scale, self.device = scale, torch.device(device)
+        self.output_mode, self.tile = output_mode, tile
+        self.tile_overlap = self.default_tile_overlap if tile_overlap is None else tile_overlap
+        self.weights = weights
+
+    # -- construction -----------------------------------------------------------------------------
+
+    @classmethod
+    def build_network(cls, scale: int, **config) -> CoupledFeedbackNetwork:
+        """The network with the official parameter names and PyTorch's default initialisation
+        (the official training script adds none)."""
+        return CoupledFeedbackNetwork(scale, **config)
+
+    @classmethod
+    def infer_config(cls, weights: Mapping[str, torch.Tensor]) -> dict[str, int]:
+        """What the state dict tells of its configuration: `scale` (from the reconstruction
+        deconvolution's kernel: 6 -> x2, 8 -> x4), `num_features`, `num_groups`, `num_cfbs`;
+        entries that cannot be read are left out."""
+        found: dict[str, int] = {}
+        deconv = weights.get("out_over.0.weight")
+        by_kernel = {kernel: scale for scale, (kernel, _stride, _pad) in PROJECTION.items()}
+        if deconv is not None and deconv.dim() == 4 and int(deconv.shape[-1]) in by_kernel:
+            found["scale"] = by_kernel[int(deconv.shape[-1])]
+        feat = weights.get("feat_in_over.0.weight")
+        if feat is not None and feat.dim() == 4:
+            found["num_features"] = int(feat.shape[0])
+        groups = sum(1 for k in weights if k.startswith("srb_1.upBlocks.") and k.endswith(".0.weight"))
+        if groups:
+            found["num_groups"] = groups
+        cfbs = sum(1 for k in weights if k.startswith("cfb_over") and k.endswith(".compress_in.0.weight"))
+        if cfbs:
+            found["num_cfbs"] = cfbs
+        return found
+
+    @classmethod
+    def infer_scale(cls, weights: Mapping[str, torch.Tensor]) -> int | None:
+        """The scale a state dict was trained for, from its deconvolution kernels; None if unknown."""
+        return cls.infer_config(weights).get("scale")
+
+    @classmethod
+    def create(cls, scale: int, size: str = "official", seed: int | None = 0, **runtime) -> "CFNet":
+        """A model of configuration `size` ("official" or "small") with seeded random weights."""
+        if size not in cls.configs:
+            raise ValueError(f"{cls.name}: unknown configuration {size!r}; known: {', '.join(cls.configs)}")
+        if seed is not None:
+            torch.manual_seed(seed)
+        return cls(cls.build_network(scale, **cls.configs[size]), scale, **runtime)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, scale: int | None = None, key: str | None = None,
+                        **runtime) -> "CFNet":
+        """Load an official checkpoint (`{"model": state_dict, "loss": [...]}`) or a plain state dict,
+        strictly. The scale and the configuration come from the weights; `scale`, if given, must agree.
+        """
+        weights = unwrap_state_dict(read_checkpoint(path), key=key, source=str(path))
+        config = {**cls.configs["official"], **cls.infer_config(weights)}
+        inferred = config.pop("scale", None)
+        if scale is None:
+            if inferred is None:
+                raise CheckpointError(f"{path}: cannot tell the scale of this {cls.name} checkpoint "
+                                      f"(no x2/x4 deconvolution `out_over.0.weight`); pass scale")
+            scale = inferred
+        elif inferred is not None and inferred != scale:
+            raise CheckpointError(f"{path}: this is an x{inferred} {cls.name} checkpoint, but x{scale} was asked for")
+        network = cls.build_network(scale, **config)
+        check_state_dict(network.state_dict(), weights, source=str(path))
+        network.load_state_dict(weights, strict=True)
+        return cls(network, scale, weights=str(path), **runtime)
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.network.parameters())
+
+    # -- conventions ------------------------------------------------------------------------------
+
+    @staticmethod
+    def to_network(rgb: torch.Tensor) -> torch.Tensor:
+        """Harness RGB [0, 1] -> the network's BGR [-1, 1] (`ToTensor` + `Normalize(0.5, 0.5)` of a BGR image)."""
+        return (rgb.flip(1) - 0.5) / 0.5
+
+    @staticmethod
+    def from_network(bgr_255: torch.Tensor) -> torch.Tensor:
+        """The network's BGR [0, 255] -> harness RGB [0, 1] (not quantised)."""
+        return bgr_255.flip(1) / PEAK
+
+    # -- inference and training -------------------------------------------------------------------
+
+    def iteration_outputs(self, over: torch.Tensor,
+                          under: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Every output for training: `(outputs_over, outputs_under)`, each `num_cfbs + 1` float RGB
+        (N, 3, scale*H, scale*W) images in [0, 1] (`I_0` from the SRB, then one per coupled
+        iteration), differentiable, on the network's device; inputs as for `fuse_upscale`.
+        The official loss compares `I_0` with the HR exposures and the later ones with the ground
+        truth (`cfanet.losses.coupled_ssim_loss`). The network's training mode is left as it is.
+        """
+        check_pair(over, under, self.name)
+        sr_over, sr_under = self.network(self.to_network(over.to(self.device, torch.float32)),
+                                         self.to_network(under.to(self.device, torch.float32)))
+        return [self.from_network(x) for x in sr_over], [self.from_network(x) for x in sr_under]
+
+    def fused_255(self, over: torch.Tensor, under: torch.Tensor) -> torch.Tensor:
+        """The official fused image on [0, 255] as RGB, before any 8-bit cast; inputs on the model's device."""
+        sr_over, sr_under = self.network(self.to_network(over), self.to_network(under), all_outputs=False)
+        return (0.5 * sr_over[-1] + 0.5 * sr_under[-1]).flip(1)
+
+    def _tile_size(self, x: torch.Tensor) -> int:
+        if self.tile != 0:
+            return max(self.tile, 0)
+        free = free_device_memory(self.device)
+        if free is None:
+            return 0
+        return auto_tile_size(self.bytes_per_input_pixel, free, tuple(x.shape[-2:]))
+
+    @torch.no_grad()
+    def fuse_upscale(self, over: torch.Tensor, under: torch.Tensor) -> torch.Tensor:
+        """float32 RGB (N, 3, H, W) LR exposures in [0, 1] -> the fused float32 RGB
+        (N, 3, scale*H, scale*W) in [0, 1], on `over`'s device; quantised as `output_mode` says."""
+        check_pair(over, under, self.name)
+        pair = torch.cat((over, under), dim=1).to(self.device, torch.float32)
+        was_training = self.network.training
+        self.network.eval()
+        try:
+            fused = tiled_apply(lambda x: self.fused_255(x[:, :3], x[:, 3:]), pair, self.scale,
+                                self._tile_size(pair), self.tile_overlap)
+        finally:
+            self.network.train(was_training)
+        if self.output_mode == "round":
+            fused = torch.floor(fused.clamp(0.0, PEAK) + 0.5)
+        elif self.output_mode == "official_truncate":
+            fused = official_uint8_cast(fused).to(torch.float32)
+        return (fused / PEAK).clamp_(0.0, 1.0).to(over.device)
