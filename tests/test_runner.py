@@ -1,0 +1,114 @@
+"""The runner: stage caching, reruns, --force, results store, and the paper profile's early failure.
+
+Demo weights here are seeded small models written by `seeded_weights` (the engine is under test, not
+training; tests/test_training.py covers the trainer).
+"""
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from pipelines.config import ConfigError, parse_config
+from pipelines.runner import Runner
+from pipelines.weights import checkpoint_metadata, save_model_checkpoint
+
+PIPELINES = ["SRFBN+MGFF", "MGFF+SRFBN", "Fast-SPD-MEF+DBPN", "CF-Net"]
+
+
+def seeded_weights(entry, scale, profile, path, device):
+    cls = entry.load_class()
+    model = cls.create(scale=scale, size="small", seed=0) if entry.kind in ("sr", "joint") else \
+        cls.create(size="small", seed=0)
+    save_model_checkpoint(model.network, path, {"method": entry.name, "size": "small", "scale": scale,
+                                                "demo": True, "trainer": "seeded initialisation (test)"})
+
+
+def _config(tmp_path, extra=""):
+    text = f"""
+[profiles.demo]
+output_dir = "{tmp_path / 'out'}"
+cache_dir = "{tmp_path / 'cache'}"
+[profiles.demo.dataset]
+num_scenes = 2
+hr_size = 64
+{extra}
+"""
+    import tomllib
+
+    return parse_config(tomllib.loads(text), source="test.toml", base_dir=tmp_path)
+
+
+def _runner(tmp_path):
+    return Runner(_config(tmp_path), weights_trainer=seeded_weights, show_progress=False, log=lambda *_: None)
+
+
+def test_cold_then_warm_run_and_results(tmp_path):
+    cold = _runner(tmp_path).run(PIPELINES)
+    # 2 scenes: SRFBN x2 exposures, MGFF on SR pair, MGFF on LR pair, SRFBN on fused, FSPD on LR, DBPN, CF-Net
+    assert cold.stages_total == 2 * 8 and cold.stages_computed == 16
+    warm = _runner(tmp_path).run(PIPELINES)
+    assert warm.stages_computed == 0 and sorted(warm.results) == sorted(cold.results)
+    rows = {(scene, m, metric, conv) for scene, m, metric, conv, _ in cold.results}
+    assert ("x2/coffee-00", "SRFBN+MGFF", "psnr", "paper") in rows and ("x2/chelsea-01", "CF-Net", "mef_ssim", "official") in rows
+    assert ("x2/coffee-00", "CF-Net", "ssim", "sr") in rows
+    image = tmp_path / "out" / "images" / "x2" / "MGFF+SRFBN" / "coffee-00.png"
+    assert image.is_file()
+    connection = sqlite3.connect(cold.database)
+    runs = connection.execute("SELECT status, manifest FROM runs").fetchall()
+    assert [r[0] for r in runs] == ["finished", "finished"]
+    manifest = json.loads(runs[0][1])
+    assert manifest["stages_computed"] == 16 and manifest["weights"]["SRFBN.x2"]["source"] == "demo"
+    assert "SRFBN" in manifest["demo_weights"] and manifest["packages"]["torch"]
+    timings = connection.execute("SELECT COUNT(*), SUM(cached) FROM stage_timings").fetchone()
+    assert timings == (32, 16)
+
+
+def test_rerun_one_pipeline_and_force(tmp_path):
+    _runner(tmp_path).run(PIPELINES)
+    again = _runner(tmp_path).run(["MGFF+SRFBN"])
+    assert again.stages_total == 4 and again.stages_computed == 0
+    forced = _runner(tmp_path).run(["MGFF+SRFBN"], force=True)
+    assert forced.stages_computed == 4
+    # forcing one pipeline recomputed only its stages (MGFF on the LR pair, SRFBN on the fused image)
+    cached_stages = list((tmp_path / "cache" / "stages").rglob("*.png"))
+    assert len(cached_stages) == 16
+
+
+def test_weights_are_trained_once_and_labelled(tmp_path):
+    calls = []
+
+    def counting(entry, scale, profile, path, device):
+        calls.append(entry.name)
+        seeded_weights(entry, scale, profile, path, device)
+
+    for _ in range(2):
+        Runner(_config(tmp_path), weights_trainer=counting, show_progress=False, log=lambda *_: None).run(["CF-Net"])
+    assert calls == ["CF-Net"]
+    [weights] = (tmp_path / "cache" / "demo_weights").glob("CF-Net_x2_*.pt")
+    assert checkpoint_metadata(weights)["demo"] is True
+
+
+def test_paper_profile_fails_early_naming_every_missing_file(tmp_path):
+    import tomllib
+
+    text = f"""
+default_profile = "paper"
+[profiles.paper]
+model_size = "official"
+output_dir = "{tmp_path / 'out'}"
+[profiles.paper.dataset]
+kind = "sice"
+root = "{tmp_path / 'SICE'}"
+[profiles.paper.weights]
+"RCAN.x2" = "{tmp_path / 'RCAN_BIX2.pt'}"
+"""
+    config = parse_config(tomllib.loads(text), source="paper.toml", base_dir=tmp_path)
+    runner = Runner(config, "paper", show_progress=False, log=lambda *_: None)
+    with pytest.raises(ConfigError) as info:
+        runner.run()
+    message = str(info.value)
+    assert str(tmp_path / "SICE") in message and "RCAN_BIX2.pt" in message
+    assert 'weights."SwinIR.x2" not configured' in message and 'weights."CFANet.x2"' in message
+    assert not (tmp_path / "out").exists()  # nothing was started
