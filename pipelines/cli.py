@@ -24,16 +24,33 @@ def _config(args):
 
 def cmd_list(args) -> int:
     from pipelines.catalog import all_pipelines
+    from pipelines.registry import METHODS, weights_status
 
+    profile = _config(args).profile(args.profile)
     specs = all_pipelines()
+    weights = {}
+    for name in METHODS:
+        statuses = [weights_status(profile, name, scale) for scale in profile.scales]
+        if statuses[0] is None:
+            weights[name] = "no weights needed"
+        else:
+            weights[name] = "; ".join(
+                f"{s.key}: " + ({"demo": "demo weights (small config, trained on first use)",
+                                 "none": "NOT CONFIGURED"}.get(s.source) or
+                                (f"found {s.path}" if s.found else f"MISSING {s.path}")) for s in statuses)
     if args.json:
-        print(json.dumps([spec.__dict__ for spec in specs], indent=2))
+        print(json.dumps({"profile": profile.name, "pipelines": [spec.__dict__ for spec in specs],
+                          "methods": {name: {"kind": e.kind, "weights": weights[name], "note": e.note}
+                                      for name, e in METHODS.items()}}, indent=2))
         return 0
     for order in ("SR+MEF", "MEF+SR", "joint"):
         group = [s.name for s in specs if s.order == order]
         print(f"{order} ({len(group)}):")
         print("  " + "\n  ".join(group))
     print(f"{len(specs)} methods")
+    print(f"\ncomponents and their weights (profile {profile.name}):")
+    for name, entry in METHODS.items():
+        print(f"  {name:<13}{entry.kind:<6}{weights[name]}" + (f"  [{entry.note}]" if entry.note else ""))
     return 0
 
 
@@ -94,26 +111,47 @@ def cmd_apply(args) -> int:
     return 0
 
 
-def cmd_run_all(args) -> int:
-    from cfanet.data import open_dataset
-    from pipelines.catalog import all_pipelines
+def _print_summary(summary, profile) -> None:
+    import pandas as pd
+
+    frame = pd.DataFrame(summary.results, columns=["scene", "method", "metric", "convention", "value"])
+    main = profile.metrics.convention
+    keep = frame[(frame.convention == main) | (frame.metric == "mef_ssim")]
+    table = keep.pivot_table(index="method", columns="metric", values="value", aggfunc="mean")
+    if "psnr" in table:
+        table = table.sort_values("psnr", ascending=False)
+    print()
+    print(f"mean over {frame.scene.nunique()} scene(s); PSNR/SSIM convention '{main}', MEF-SSIM official:")
+    print(table.to_string(float_format=lambda v: f"{v:.4f}"))
+    print()
+    print(f"run {summary.run_id}: {summary.stages_computed} of {summary.stages_total} stages computed "
+          f"({summary.stages_total - summary.stages_computed} from the cache), {summary.wall_seconds:.1f} s")
+    print(f"results database: {summary.database}")
+    print(f"images:           {summary.output_dir / 'images'}")
+    print(f"stage cache:      {Path(profile.cache_dir) / 'stages'}")
+
+
+def _run(args, pipelines, force: bool) -> int:
+    from pipelines.runner import Runner
 
     config = _config(args)
-    profile = config.profile(args.profile)
-    data = profile.dataset
-    print(f"config {config.source}, profile {profile.name}")
-    for scale in profile.scales:
-        if data.kind == "demo":
-            dataset = open_dataset("demo", scale, num_scenes=data.num_scenes, hr_size=data.hr_size, seed=data.seed)
-        else:
-            extra = {"sice": {"label_dir": data.label_dir, "hr_long_side": data.hr_long_side}}.get(data.kind, {})
-            dataset = open_dataset(data.kind, scale, root=data.root, split_file=data.split_file, **extra)
-        for scene in dataset:
-            print(f"  x{scale} {scene.name}: LR {tuple(scene.over.shape[-2:])}, HR {tuple(scene.gt_over.shape[-2:])}")
-        print(f"{dataset.describe()} ready")
-    print(f"{len(all_pipelines())} methods are defined (`cfanet-bench list`), but the pipeline engine that "
-          f"runs them is not built yet (issue 7); nothing was computed or written.")
+    runner = Runner(config, args.profile)
+    print(f"config {config.source}, profile {runner.profile.name}, device {runner.device}")
+    summary = runner.run(pipelines, force=force)
+    _print_summary(summary, runner.profile)
+    demo = runner.manifest()["demo_weights"]
+    if demo:
+        print(f"note: {', '.join(demo)} ran with DEMO weights (small configurations trained briefly on the demo "
+              f"train split), not the authors' weights")
     return 0
+
+
+def cmd_run_all(args) -> int:
+    return _run(args, None, args.force)
+
+
+def cmd_run(args) -> int:
+    return _run(args, args.pipelines, args.force)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -129,7 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = sub.add_parser("list", help="the 34 methods (SR+MEF, MEF+SR, joint)")
+    p = sub.add_parser("list", help="the 34 methods (SR+MEF, MEF+SR, joint) and whether their weights are found")
+    p.add_argument("--profile", help="profile whose weights to check (default: the config's default)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_list)
 
@@ -160,9 +199,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.set_defaults(func=cmd_apply)
 
-    p = sub.add_parser("run-all", help="run every method on the profile's dataset (engine: issue 7)")
+    p = sub.add_parser("run-all", help="run all 34 methods on the profile's dataset (cached, resumable)")
     p.add_argument("--profile", help="profile to run (default: the config's default, demo)")
+    p.add_argument("--force", action="store_true", help="recompute every stage instead of using the cache")
     p.set_defaults(func=cmd_run_all)
+
+    p = sub.add_parser("run", help="run some pipelines, e.g. RCAN+MGFF MGFF+RCAN CFANet")
+    p.add_argument("pipelines", nargs="+", metavar="PIPELINE", help="pipeline names as `list` shows them")
+    p.add_argument("--profile", help="profile to run (default: the config's default, demo)")
+    p.add_argument("--force", action="store_true", help="recompute these pipelines' stages")
+    p.set_defaults(func=cmd_run)
     return parser
 
 

@@ -17,11 +17,21 @@ def test_help_via_console_script():
 
 def test_list_shows_34_methods(capsys):
     assert main(["list", "--json"]) == 0
-    specs = json.loads(capsys.readouterr().out)
+    listing = json.loads(capsys.readouterr().out)
+    specs = listing["pipelines"]
     names = [s["name"] for s in specs]
     assert len(names) == 34 == len(set(names))
     assert "RCAN+MGFF" in names and "MGFF+RCAN" in names and names[-2:] == ["CF-Net", "CFANet"]
     assert sum(s["order"] == "SR+MEF" for s in specs) == 16 == sum(s["order"] == "MEF+SR" for s in specs)
+    methods = listing["methods"]
+    assert methods["MGFF"]["weights"] == "no weights needed" and "demo weights" in methods["RCAN"]["weights"]
+    assert "VGG" in methods["U2Fusion"]["note"]
+
+
+def test_list_paper_profile_says_which_weights_are_missing(capsys):
+    assert main(["list", "--profile", "paper"]) == 0
+    out = capsys.readouterr().out
+    assert "RCAN.x2: MISSING" in out and "RCAN_BIX2.pt" in out
 
 
 def test_doctor_reports_environment(capsys):
