@@ -112,3 +112,41 @@ root = "{tmp_path / 'SICE'}"
     assert str(tmp_path / "SICE") in message and "RCAN_BIX2.pt" in message
     assert 'weights."SwinIR.x2" not configured' in message and 'weights."CFANet.x2"' in message
     assert not (tmp_path / "out").exists()  # nothing was started
+
+
+RUN_SCRIPT = """
+import sys, tomllib
+sys.path.insert(0, {tests!r})
+from test_runner import _config, seeded_weights, PIPELINES
+from pathlib import Path
+from pipelines.runner import Runner
+Runner(_config(Path({root!r})), weights_trainer=seeded_weights, show_progress=False, log=lambda *_: None).run(PIPELINES)
+"""
+
+
+def test_killed_run_resumes_without_recomputing_and_gives_identical_results(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    tests = str(Path(__file__).resolve().parent)
+    killed_root, clean_root = tmp_path / "killed", tmp_path / "clean"
+    script = RUN_SCRIPT.format(tests=tests, root=str(killed_root))
+    process = subprocess.Popen([sys.executable, "-c", script], start_new_session=True)
+    stages = killed_root / "cache" / "stages"
+    deadline = time.time() + 300
+    while time.time() < deadline and len(list(stages.rglob("*.json"))) < 5 and process.poll() is None:
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    done_before = len(list(stages.rglob("*.json")))
+    assert 0 < done_before < 16, "the run should have been killed part-way"
+
+    resumed = Runner(_config(killed_root), weights_trainer=seeded_weights, show_progress=False,
+                     log=lambda *_: None).run(PIPELINES)
+    assert resumed.stages_computed == 16 - done_before
+    clean = Runner(_config(clean_root), weights_trainer=seeded_weights, show_progress=False,
+                   log=lambda *_: None).run(PIPELINES)
+    assert sorted(resumed.results) == sorted(clean.results)
