@@ -1,6 +1,7 @@
 """`cfanet-bench apply`: one method on one pair of files, from the command line."""
 
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -74,3 +75,31 @@ def test_apply_deep_method_without_weights_is_a_clear_error(tmp_path, capsys):
     assert "RCAN needs weights" in capsys.readouterr().err
     assert main(["apply", "MGFF", "--input", str(tmp_path / "lr.png"), "-o", str(tmp_path / "o.png")]) == 2
     assert "give --over and --under" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("method, weights, published, min_psnr", [
+    ("MEF-Net", "weights/mefnet/MEFNet_release.pt", "fused_MEFNet", 60.0),
+    ("U2Fusion", "weights/u2fusion/model.ckpt", "fused_U2Fusion", 80.0),
+])
+def test_apply_deep_mef_with_official_weights(shared_data, tmp_path, capsys, method, weights, published, min_psnr):
+    from cfanet.metrics.psnr_ssim import psnr
+
+    scene = shared_data / "mefb" / "House"
+    over, under, reference = (next(scene.glob(f"{n}.*")) for n in ("over", "under", published))
+    out = tmp_path / "fused.png"
+    assert main(["apply", method, "--over", str(over), "--under", str(under), "--weights",
+                 str(shared_data / weights), "-o", str(out)]) == 0
+    assert json.loads(capsys.readouterr().out)["weights"].endswith(Path(weights).name)
+    assert psnr(read_image_array(out), read_image_array(reference), "paper") >= min_psnr
+
+
+def test_apply_cfnet_upscales_the_pair(tmp_path, capsys):
+    import torch
+
+    from baselines.joint.cfnet import CFNet
+
+    model = CFNet.create(2, size="small", seed=0)
+    torch.save({"model": model.network.state_dict(), "loss": []}, tmp_path / "cfnet.pth")
+    args = _pair(tmp_path)
+    assert main(["apply", "CF-Net", *args, "--weights", str(tmp_path / "cfnet.pth"), "-o", str(tmp_path / "f.png")]) == 0
+    assert json.loads(capsys.readouterr().out)["size"] == [80, 104]
