@@ -199,6 +199,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.set_defaults(func=cmd_apply)
 
+    from pipelines.train_command import add_train_parser
+
+    add_train_parser(sub)
+
     p = sub.add_parser("run-all", help="run all 34 methods on the profile's dataset (cached, resumable)")
     p.add_argument("--profile", help="profile to run (default: the config's default, demo)")
     p.add_argument("--force", action="store_true", help="recompute every stage instead of using the cache")
@@ -229,6 +233,11 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, DatasetError, ImageFileError, CheckpointError, KeyError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"error: {message}", file=sys.stderr)
+        return EXIT_USAGE
+    except RuntimeError as exc:
+        if "CUDA" not in str(exc) and "cuda" not in str(exc):
+            raise
+        print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -82,8 +82,8 @@ class RuntimeConfig:
 class DemoTrainingConfig:
     """Short training that gives demo weights to deep models that have none configured."""
 
-    steps: int = 300
-    patch_size: int = 48
+    steps: int = 200
+    patch_size: int = 32
     batch_size: int = 4
     seed: int = 0
 

@@ -99,9 +99,25 @@ def test_invalid_config_is_a_clear_error(tmp_path, capsys):
     assert str(config) in err and "profiles.demo.scales" in err
 
 
-def test_run_all_demo_does_not_crash(capsys, tmp_path):
+def test_run_pipelines_on_demo_with_real_demo_training(capsys, tmp_path):
     config = tmp_path / "b.toml"
-    config.write_text('[profiles.demo.dataset]\nnum_scenes = 2\nhr_size = 64\n')
-    assert main(["--config", str(config), "run-all"]) == 0
+    config.write_text(f"""
+[profiles.demo]
+output_dir = "{tmp_path / 'out'}"
+cache_dir = "{tmp_path / 'cache'}"
+[profiles.demo.dataset]
+num_scenes = 1
+hr_size = 64
+[profiles.demo.demo_training]
+steps = 2
+""")
+    assert main(["--config", str(config), "run", "Fast-SPD-MEF+SRFBN", "SRFBN+MGFF"]) == 0
     out = capsys.readouterr().out
-    assert "demo dataset, 2 scenes, x2 ready" in out and "issue 7" in out
+    assert "5 of 5 stages computed" in out and "results database" in out and "SRFBN ran with DEMO weights" in out
+    assert (tmp_path / "out" / "images" / "x2" / "SRFBN+MGFF" / "coffee-00.png").is_file()
+    [weights] = (tmp_path / "cache" / "demo_weights").glob("SRFBN_x2_*.pt")
+    from pipelines.weights import checkpoint_metadata
+
+    assert checkpoint_metadata(weights)["steps"] == 2
+    assert main(["--config", str(config), "run", "SRFBN+MGFF"]) == 0
+    assert "0 of 3 stages computed" in capsys.readouterr().out
