@@ -74,7 +74,7 @@ class RuntimeConfig:
     amp: bool = False
     batch_size: int = 1
     tile_size: int = 0
-    tile_overlap: int = 16
+    tile_overlap: int = 0  # 0: each model's own tested default
     workers: int = 1
 
 

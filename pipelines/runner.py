@@ -133,8 +133,11 @@ class Runner:
             if weights is None:
                 instance = cls()
             elif entry.kind == "sr":
+                # bf16 autocast only on CUDA, when the profile asks for AMP and the model supports it
+                bf16 = runtime.amp and self.device.type == "cuda" and cls.supports_bf16
                 instance = cls.from_checkpoint(weights.path, scale=scale, size=weights.size, device=self.device,
-                                               tile=runtime.tile_size)
+                                               tile=runtime.tile_size, tile_overlap=runtime.tile_overlap or None,
+                                               precision="bf16" if bf16 else "fp32")
             elif entry.kind == "joint":
                 instance = cls.from_checkpoint(weights.path, scale=scale, device=self.device)
             else:
