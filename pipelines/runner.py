@@ -202,6 +202,17 @@ class Runner:
         os.replace(tmp, path)
         return values
 
+    def _publish_scene(self, scene: Scene, scale: int) -> None:
+        """The scene's LR inputs and HR references as 8-bit PNGs under `images/x<scale>/_scene/`,
+        for figures (written once; the folder name cannot clash with a method name)."""
+        from cfanet.images import write_image
+
+        for role in ("over", "under", "gt", "gt_over", "gt_under"):
+            image = getattr(scene, role)
+            target = self.output_dir / "images" / f"x{scale}" / "_scene" / role / f"{scene.name}.png"
+            if image is not None and not target.exists():
+                write_image(target, image)
+
     def _publish(self, cache_key: str, target: Path) -> None:
         """Put a final image under the output folder (a hard link to the cache entry when possible)."""
         source = self.cache.root / cache_key[:2] / f"{cache_key}.png"
@@ -239,6 +250,8 @@ class Runner:
                                                                       "details": w.details})
                         for (name, scale), w in self._weights.items()},
             "demo_weights": sorted({name for (name, _), w in self._weights.items() if w and w.source == "demo"}),
+            "parameters": {f"{name}.x{scale}": int(getattr(instance, "num_parameters", 0) or 0)
+                           for (name, scale), instance in self._instances.items()},
         }
 
     def run(self, pipelines: list[str] | None = None, force: bool = False) -> RunSummary:
@@ -277,6 +290,7 @@ class Runner:
                                                          summary)
                     forced.discard(stage.key)
                     bar.update()
+                self._publish_scene(scene, scale)
                 for spec in specs:
                     final = graph.finals[spec.name]
                     values = self._score(scene, final, outputs[final])
