@@ -1,13 +1,17 @@
 """Image files <-> float32 RGB tensors in [0, 1], shaped (N, 3, H, W).
 
-Reading accepts 8- and 16-bit PNG, TIFF, JPEG and BMP (anything OpenCV decodes). Grayscale is
-expanded to RGB; an alpha channel is dropped with a warning. Writing quantises with round-half-up
-(`floor(255 x + 0.5)` after clipping to [0, 1]), which is MATLAB's `im2uint8` for values in [0, 1].
-Every failure raises `ImageFileError` naming the file.
+Reading accepts 8- and 16-bit PNG, TIFF, JPEG and BMP (anything OpenCV decodes; the format is
+told from the file's content, not its suffix, so a JPEG named `.png` reads as the JPEG it is).
+Grayscale is expanded to RGB; an alpha channel is dropped with a warning; float TIFFs are read as
+stored, and refused when they hold NaN or infinite values. Truncated PNG and JPEG files are refused
+and named as truncated. Writing quantises with round-half-up (`floor(255 x + 0.5)` after clipping to
+[0, 1]), which is MATLAB's `im2uint8` for values in [0, 1]. Every failure raises `ImageFileError`
+naming the file (OpenCV's own warnings on stderr are silenced while decoding).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import warnings
@@ -29,26 +33,65 @@ class ImageFileError(OSError):
         super().__init__(f"{self.path}: {reason}")
 
 
+@contextlib.contextmanager
+def _quiet_opencv():
+    """Silence OpenCV's log lines (libpng/libjpeg complaints) while decoding: failures are reported
+    once, by `ImageFileError`, naming the file."""
+    logging = getattr(getattr(cv2, "utils", None), "logging", None)
+    if logging is None:
+        yield
+        return
+    previous = logging.getLogLevel()
+    logging.setLogLevel(logging.LOG_LEVEL_SILENT)
+    try:
+        yield
+    finally:
+        logging.setLogLevel(previous)
+
+
+def _undecodable_reason(data: np.ndarray) -> str:
+    """Why OpenCV could not decode `data`: a truncated PNG or JPEG is named as such."""
+    head, tail = data[:8].tobytes(), data[-4096:].tobytes()
+    if head.startswith(b"\x89PNG\r\n\x1a\n") and b"IEND" not in tail:
+        return "truncated PNG (no IEND chunk): the file was cut short"
+    if head.startswith(b"\xff\xd8"):
+        whole = data.tobytes()
+        if whole.rfind(b"\xff\xd9") < whole.rfind(b"\xff\xda"):
+            return "truncated JPEG (no end-of-image marker after the last scan): the file was cut short"
+    return "not a decodable image (corrupt, or not an image in a supported format)"
+
+
 def read_image_array(path: str | os.PathLike) -> np.ndarray:
     """Decode a file to an RGB numpy array (H, W, 3) of its own integer dtype (uint8 or uint16).
 
-    Float TIFFs are returned as float32 as stored. Grayscale becomes three equal channels; alpha is
-    dropped with a `UserWarning`.
+    Float TIFFs are returned as float32 as stored (NaN or infinite values are an error). Grayscale
+    becomes three equal channels; alpha is dropped with a `UserWarning`.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ImageFileError(path, "no such file" if not path.exists() else "not a regular file")
+    try:
+        is_file, exists = path.is_file(), path.exists()
+    except OSError as exc:  # e.g. a parent folder without search permission
+        raise ImageFileError(path, f"cannot be read ({exc.strerror or exc})") from exc
+    if not is_file:
+        raise ImageFileError(path, "no such file" if not exists else "not a regular file")
     try:
         data = np.fromfile(path, dtype=np.uint8)
     except OSError as exc:  # permissions, I/O errors
         raise ImageFileError(path, f"cannot be read ({exc.strerror or exc})") from exc
     if data.size == 0:
         raise ImageFileError(path, "file is empty")
-    array = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    with _quiet_opencv():
+        array = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     if array is None:
-        raise ImageFileError(path, "not a decodable image (corrupt or unsupported format)")
+        raise ImageFileError(path, _undecodable_reason(data))
     if array.dtype not in (np.uint8, np.uint16, np.float32):
         raise ImageFileError(path, f"unsupported sample type {array.dtype}; expected 8-bit, 16-bit or float32")
+    if array.size == 0:
+        raise ImageFileError(path, "image has no pixels")
+    if array.dtype == np.float32 and not np.isfinite(array).all():
+        bad = int(array.size - np.isfinite(array).sum())
+        raise ImageFileError(path, f"float image holds {bad} NaN or infinite value(s); expected finite values "
+                                   f"in [0, 1]")
     if array.ndim == 2:
         return np.repeat(array[:, :, None], 3, axis=2)
     channels = array.shape[2]

@@ -7,14 +7,24 @@ SHA-256 of its weights, the keys of its inputs and the code version. Inputs are 
 every key downstream. Outputs are PNG files written atomically (temporary file + rename), so a run
 killed at any moment leaves either a complete entry or none, and a rerun recomputes only what is
 missing.
+
+Several processes may share one cache (two `run-all` on one machine, or on machines sharing a
+file system that supports `flock`): temporary files have unique names (`mkstemp`), renames are
+atomic, and `lock(key)` serialises the computation of a stage so that a second process waits for
+the first one's entry instead of computing it again. Temporary files left by killed processes are
+never read (an entry is its final `.png` and `.json` names only) and are removed by
+`remove_stale_temporaries` once they are old enough not to belong to a live writer.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import tempfile
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +53,64 @@ def image_key(image: torch.Tensor) -> str:
     return digest.hexdigest()
 
 
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Write `text` to `path` through a uniquely named temporary file in the same folder and a
+    rename: readers (and other processes writing the same path) see the old file or the new one,
+    never a part of either."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def remove_stale_temporaries(folder: str | os.PathLike, older_than: float = 3600.0, recursive: bool = True) -> int:
+    """Delete temporary files (`.*.part`, as `write_text_atomic`, `write_image` and the publishing
+    of images name them) older than `older_than` seconds under `folder`: they were left by killed
+    processes (a live writer's temporary file exists for milliseconds). Returns how many."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    removed, now = 0, time.time()
+    for path in (folder.rglob(".*.part") if recursive else folder.glob(".*.part")):
+        try:
+            if path.is_file() and now - path.stat().st_mtime > older_than:
+                path.unlink()
+                removed += 1
+        except FileNotFoundError:
+            pass
+    return removed
+
+
+@contextlib.contextmanager
+def file_lock(path: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive advisory lock (`flock`) on `path` (created when absent) for the block.
+
+    The kernel releases it when the holder exits, however it exits (SIGKILL included), so a killed
+    process never leaves a stale lock. Where `fcntl` does not exist (Windows) this is a no-op and
+    atomic renames alone keep the files whole.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
 class StageCache:
     """Stage outputs on disk, by key: `<root>/<key[:2]>/<key>.png` plus `<key>.json` metadata."""
 
@@ -53,6 +121,26 @@ class StageCache:
     def _paths(self, key: str) -> tuple[Path, Path]:
         folder = self.root / key[:2]
         return folder / f"{key}.png", folder / f"{key}.json"
+
+    def lock(self, key: str):
+        """Context manager serialising work on `key` across processes (one lock file per key prefix,
+        so at most 256 small files; a process holds one at a time, so no deadlock is possible)."""
+        return file_lock(self.root / key[:2] / ".lock")
+
+    def keys(self) -> list[str]:
+        """Keys of the complete entries (both the image and its metadata), sorted; temporary files
+        are never counted."""
+        return sorted(p.stem for p in self.root.glob("??/*.json")
+                      if not p.name.startswith(".") and (p.parent / f"{p.stem}.png").is_file())
+
+    def temporaries(self) -> list[Path]:
+        """Temporary files (`.*.part`) in the cache: writes in progress, or left by killed processes."""
+        return sorted(self.root.glob("??/.*.part"))
+
+    def remove_stale_temporaries(self, older_than: float = 3600.0) -> int:
+        """Delete temporary files older than `older_than` seconds (left by killed processes; a live
+        writer's temporary file exists for milliseconds). Returns how many were removed."""
+        return remove_stale_temporaries(self.root, older_than)
 
     def has(self, key: str) -> bool:
         image, meta = self._paths(key)
@@ -82,9 +170,6 @@ class StageCache:
         """Store an output (quantised to 8 bits, as stages are chained through 8-bit files);
         returns the stored 8-bit version so callers continue exactly as a cache hit would."""
         image, meta = self._paths(key)
-        write_image(image, output)  # atomic
-        fd, tmp = tempfile.mkstemp(prefix=f".{meta.name}.", suffix=".part", dir=meta.parent)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(canonical_json(metadata))
-        os.replace(tmp, meta)  # the JSON lands last: an entry counts only once both exist
+        write_image(image, output)  # atomic (unique temporary file + rename)
+        write_text_atomic(meta, canonical_json(metadata))  # lands last: an entry counts only once both exist
         return read_image(image)

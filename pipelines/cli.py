@@ -1,8 +1,12 @@
 """The `cfanet-bench` command line.
 
 Each sub-command is a small function taking parsed arguments; errors the user can fix (bad config,
-missing or corrupt files, wrong checkpoints) are printed as one `error:` line naming the file or
-key, with exit status 2 and no traceback.
+missing or corrupt files, wrong checkpoints, a scene a model cannot process) are printed as one
+`error:` line naming the file or key, with exit status 2 and no traceback. Anything else (a bug)
+is one `error: internal error ...` line with exit status 1. `--debug` (before or after the
+sub-command) shows the full traceback instead. Warnings (an alpha channel dropped, ...) are one
+`warning:` line each. SIGTERM, which schedulers send before killing a job, stops a run like Ctrl-C:
+the run is recorded as interrupted and the cache keeps every finished stage.
 """
 
 from __future__ import annotations
@@ -10,10 +14,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
+import warnings
 from pathlib import Path
 
 EXIT_USAGE = 2
+EXIT_INTERNAL = 1
+EXIT_INTERRUPTED = 130
 
 
 def _config(args):
@@ -104,8 +112,19 @@ def cmd_apply(args) -> int:
             scales = (args.scale,) if args.scale else profile.scales
             configured = [profile.weights[k] for k in weight_keys(key, scales) if k in profile.weights]
             weights = configured[0] if configured else None
-    summary = apply_method(args.method, args.output, over=args.over, under=args.under, image=args.input,
-                           weights=weights, scale=args.scale, device=args.device)
+    try:
+        summary = apply_method(args.method, args.output, over=args.over, under=args.under, image=args.input,
+                               weights=weights, scale=args.scale, device=args.device)
+    except ValueError as exc:
+        from cfanet.checkpoint import CheckpointError
+        from cfanet.data.scene import DatasetError
+        from pipelines.config import ConfigError
+
+        if isinstance(exc, (ConfigError, DatasetError, CheckpointError)):
+            raise
+        # a model refusing its input (e.g. an image smaller than its window): name the files
+        files = ", ".join(str(f) for f in (args.input, args.over, args.under) if f)
+        raise ValueError(f"{files}: {exc}") from exc
     print(json.dumps(summary, indent=2))
     print(f"wrote {summary['output']}", file=sys.stderr)
     return 0
@@ -126,6 +145,11 @@ def _print_summary(summary, profile) -> None:
     print()
     print(f"run {summary.run_id}: {summary.stages_computed} of {summary.stages_total} stages computed "
           f"({summary.stages_total - summary.stages_computed} from the cache), {summary.wall_seconds:.1f} s")
+    if summary.modcropped:
+        print(f"note: {len(summary.modcropped)} scene(s) had HR sizes not divisible by the scale and were cropped "
+              f"to a multiple of it (modcrop; listed in the run manifest)")
+    for method, scene, tiles in summary.memory_retries:
+        print(f"note: {method} on {scene} ran out of device memory and was retried with {tiles[-1]}-pixel tiles")
     print(f"results database: {summary.database}")
     print(f"images:           {summary.output_dir / 'images'}")
     print(f"stage cache:      {Path(profile.cache_dir) / 'stages'}")
@@ -135,7 +159,8 @@ def _run(args, pipelines, force: bool) -> int:
     from pipelines.runner import Runner
 
     config = _config(args)
-    runner = Runner(config, args.profile)
+    # progress bars only on a terminal: logs and pipes get plain lines
+    runner = Runner(config, args.profile, show_progress=sys.stderr.isatty())
     print(f"config {config.source}, profile {runner.profile.name}, device {runner.device}")
     summary = runner.run(pipelines, force=force)
     _print_summary(summary, runner.profile)
@@ -154,6 +179,11 @@ def cmd_run(args) -> int:
     return _run(args, args.pipelines, args.force)
 
 
+def _add_debug(parser: argparse.ArgumentParser, default) -> None:
+    parser.add_argument("--debug", action="store_true", default=default,
+                        help="show the full traceback of an error instead of one line")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from cfanet import __version__
 
@@ -165,6 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", help="benchmark.toml to use (default: $CFANET_BENCH_CONFIG, ./benchmark.toml, "
                                          "or the built-in demo profile)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    _add_debug(parser, False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("list", help="the 34 methods (SR+MEF, MEF+SR, joint) and whether their weights are found")
@@ -203,6 +234,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_train_parser(sub)
 
+    from pipelines.report_command import add_report_parser
+
+    add_report_parser(sub)
+
     p = sub.add_parser("run-all", help="run all 34 methods on the profile's dataset (cached, resumable)")
     p.add_argument("--profile", help="profile to run (default: the config's default, demo)")
     p.add_argument("--force", action="store_true", help="recompute every stage instead of using the cache")
@@ -213,7 +248,76 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", help="profile to run (default: the config's default, demo)")
     p.add_argument("--force", action="store_true", help="recompute these pipelines' stages")
     p.set_defaults(func=cmd_run)
+
+    for command in sub.choices.values():  # `--debug` also after the sub-command
+        if not any("--debug" in action.option_strings for action in command._actions):
+            _add_debug(command, argparse.SUPPRESS)
     return parser
+
+
+def one_line(exc: BaseException) -> str:
+    """An error as one line naming the file or key: multi-line messages are joined with "; ", and a
+    checkpoint mismatch is summarised as counts and the first few keys of each kind."""
+    from cfanet.checkpoint import CheckpointMismatchError
+
+    if isinstance(exc, CheckpointMismatchError):
+        def some(keys: list[str], n: int = 3) -> str:
+            return ", ".join(keys[:n]) + (", ..." if len(keys) > n else "")
+
+        parts = []
+        if exc.missing:
+            parts.append(f"{len(exc.missing)} missing key(s) ({some(exc.missing)})")
+        if exc.unexpected:
+            parts.append(f"{len(exc.unexpected)} unexpected key(s) ({some(exc.unexpected)})")
+        if exc.mis_shaped:
+            name, got, want = exc.mis_shaped[0]
+            parts.append(f"{len(exc.mis_shaped)} shape mismatch(es) (first: {name} checkpoint {list(got)}, "
+                         f"model {list(want)})")
+        return f"{exc.source}: the weights do not match the model (another model's file?): " + ", ".join(parts)
+    if isinstance(exc, KeyError) and exc.args:
+        text = str(exc.args[0])
+    elif isinstance(exc, OSError) and exc.filename and exc.strerror and not str(exc).startswith(str(exc.filename)):
+        text = f"{exc.filename}: {exc.strerror}"
+    else:
+        text = str(exc) or type(exc).__name__
+    return "; ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
+def _user_error_types() -> tuple[type, ...]:
+    import sqlite3
+
+    from cfanet.checkpoint import CheckpointError
+    from cfanet.data.scene import DatasetError
+    from cfanet.images import ImageFileError
+    from pipelines.config import ConfigError
+    from pipelines.runner import StageError
+
+    return (ConfigError, DatasetError, ImageFileError, CheckpointError, StageError, KeyError, ValueError, OSError,
+            sqlite3.OperationalError)
+
+
+def _one_line_warnings() -> None:
+    """Warnings as `warning: <message>` lines (no source line), each distinct message once."""
+    shown: set[str] = set()
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        text = " ".join(str(message).split())
+        if text not in shown:
+            shown.add(text)
+            print(f"warning: {text}", file=file or sys.stderr)
+
+    warnings.showwarning = show
+
+
+def _interrupt_on_sigterm():
+    """Make SIGTERM raise KeyboardInterrupt; returns the previous handler (None if unchanged)."""
+    def handler(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (e.g. called from a test runner thread)
+        return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -223,25 +327,31 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
-    from cfanet.checkpoint import CheckpointError
-    from cfanet.data.scene import DatasetError
-    from cfanet.images import ImageFileError
-    from pipelines.config import ConfigError
-
+    debug = bool(getattr(args, "debug", False))
+    previous_sigterm = _interrupt_on_sigterm()
+    previous_showwarning = warnings.showwarning
+    if not debug:
+        _one_line_warnings()
     try:
         return args.func(args)
-    except (ConfigError, DatasetError, ImageFileError, CheckpointError, KeyError) as exc:
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"error: {message}", file=sys.stderr)
-        return EXIT_USAGE
-    except RuntimeError as exc:
-        if "CUDA" not in str(exc) and "cuda" not in str(exc):
-            raise
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+        if debug:
+            raise
+        print("interrupted: finished stages are kept in the cache; run the command again to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # noqa: BLE001 - one line per error unless --debug
+        if debug:
+            raise
+        if isinstance(exc, _user_error_types()) or (isinstance(exc, RuntimeError) and "cuda" in str(exc).lower()):
+            print(f"error: {one_line(exc)}", file=sys.stderr)
+            return EXIT_USAGE
+        print(f"error: internal error ({type(exc).__name__}): {one_line(exc)} (run with --debug for the traceback)",
+              file=sys.stderr)
+        return EXIT_INTERNAL
+    finally:
+        warnings.showwarning = previous_showwarning
+        if previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, previous_sigterm)
 
 
 if __name__ == "__main__":

@@ -4,10 +4,28 @@ score the final images and store everything in the results database.
 A run is resumable by construction: every stage output lands in the content-addressed cache
 atomically as soon as it is computed, so a run that is killed and started again recomputes only
 what had not finished, and ends with the same results.
+
+What a long run on a shared machine needs, and where it is handled:
+
+- **Kills.** Stage outputs, metric values, published images and demo weights are all written to a
+  uniquely named temporary file and renamed into place; database writes are single transactions.
+  A killed run leaves complete files or none, and its database row says `running` (reports read
+  finished runs only).
+- **Concurrent runs** on one cache and database: renames are atomic, SQLite runs in WAL mode with
+  retries, and a file lock per stage makes a second process wait for the first one's entry instead
+  of computing the same stage again.
+- **Bad inputs** fail before any work where they can be seen up front: every scene is loaded and
+  checked (files readable, sizes, names usable as file names) and every model is loaded with its
+  weights before the first stage. A failure that only shows when a stage runs (an image smaller
+  than a model's window) is a `StageError` naming the scene, the method and the input files;
+  everything computed before it stays in the cache, so a rerun after fixing the input resumes.
+- **GPU out of memory** during a stage: the model's tile size is halved (from its automatic tile,
+  or the whole image) and the stage retried, down to a minimum tile; only then does the run fail.
 """
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import importlib.metadata
 import inspect
@@ -18,6 +36,7 @@ import shutil
 import subprocess
 import sys
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,16 +44,40 @@ import torch
 from tqdm import tqdm
 
 from cfanet.data import open_dataset
-from cfanet.data.scene import Scene
-from pipelines.cache import StageCache, canonical_json, image_key
+from cfanet.data.scene import DatasetError, Scene, check_scene_name
+from pipelines.cache import StageCache, canonical_json, image_key, remove_stale_temporaries, write_text_atomic
 from pipelines.catalog import PipelineSpec, all_pipelines, find_pipeline
 from pipelines.config import BenchmarkConfig, Profile
-from pipelines.graph import SceneGraph, Stage, build_scene_graph
+from pipelines.graph import Stage, build_scene_graph
 from pipelines.registry import METHODS, method
 from pipelines.store import ResultsStore
 from pipelines.weights import ResolvedWeights, check_paper_inputs, resolve_weights
 
 METRICS_VERSION = "1"
+
+
+class StageError(RuntimeError):
+    """A stage failed on one scene; the message (one line) names the scene, the method and the
+    scene's input files, and says that the finished stages are kept."""
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True for a device (or host) allocation failure: `torch.cuda.OutOfMemoryError`, or a
+    RuntimeError whose message says the memory ran out."""
+    for name in ("OutOfMemoryError",):
+        for where in (torch, torch.cuda):
+            cls = getattr(where, name, None)
+            if isinstance(cls, type) and isinstance(exc, cls):
+                return True
+    if not isinstance(exc, RuntimeError):
+        return False
+    message = str(exc).lower()
+    return "out of memory" in message or "not enough memory" in message or "can't allocate memory" in message
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return " ".join(line.strip() for line in text.splitlines() if line.strip())
 
 
 def choose_device(setting: str) -> torch.device:
@@ -74,10 +117,20 @@ class RunSummary:
     compute_seconds: float = 0.0
     wall_seconds: float = 0.0
     results: list[tuple] = field(default_factory=list)
+    # stages retried with smaller tiles after running out of memory: (method, scene, [tiles tried])
+    memory_retries: list[tuple[str, str, list[int]]] = field(default_factory=list)
+    # scenes whose HR images were cropped to a multiple of the scale: "x2/name" -> (before, after)
+    modcropped: dict[str, tuple[tuple[int, int], tuple[int, int]]] = field(default_factory=dict)
 
 
 class Runner:
-    """Runs a profile's pipelines. `weights_trainer` overrides how demo weights are made (tests)."""
+    """Runs a profile's pipelines. `weights_trainer` overrides how demo weights are made (tests).
+
+    `min_tile` is the smallest tile side (input pixels) the out-of-memory retry goes down to (it is
+    also kept at least twice the model's tile overlap).
+    """
+
+    min_tile: int = 32
 
     def __init__(self, config: BenchmarkConfig, profile_name: str | None = None, *, weights_trainer=None,
                  show_progress: bool = True, log=print):
@@ -147,30 +200,112 @@ class Runner:
 
     # -- execution --------------------------------------------------------------------------------
 
-    def _compute(self, stage: Stage, scale: int, inputs: list[torch.Tensor]) -> torch.Tensor:
-        instance = self._instance(stage.method, scale)
-        inputs = [x.to(self.device) for x in inputs]
-        if stage.kind == "sr":
+    @staticmethod
+    def _call(instance, kind: str, inputs: list[torch.Tensor]) -> torch.Tensor:
+        if kind == "sr":
             return instance.upscale(inputs[0])
-        if stage.kind == "mef":
+        if kind == "mef":
             return instance.fuse(inputs[0], inputs[1])
         return instance.fuse_upscale(inputs[0], inputs[1])
 
+    @staticmethod
+    def _current_tile(instance, image: torch.Tensor) -> int | None:
+        """The tile side (input pixels) the instance works with on `image` now: its configured or
+        automatic tile, else the whole image; None when it cannot tile (no `tile` setting, or
+        tiling switched off with a negative tile)."""
+        tile = getattr(instance, "tile", None)
+        if not isinstance(tile, int) or isinstance(tile, bool) or tile < 0:
+            return None
+        whole = max(image.shape[-2:])
+        if tile == 0:
+            size = getattr(instance, "_tile_size", None)
+            tile = size(image) if callable(size) else 0
+        return min(tile, whole) if tile > 0 else whole
+
+    def _smaller_tile(self, instance, current: int) -> int | None:
+        """Half of `current`, not below the minimum (`min_tile`, and twice the tile overlap so
+        that tiles still advance by at least the overlap); None when `current` is the minimum."""
+        overlap = getattr(instance, "tile_overlap", 0)
+        floor = max(self.min_tile, 2 * overlap if isinstance(overlap, int) else 0)
+        smaller = current // 2
+        if smaller >= floor:
+            return smaller
+        return floor if current > floor else None
+
+    def _free_device_memory(self) -> None:
+        gc.collect()
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    def _compute(self, stage: Stage, scale: int, inputs: list[torch.Tensor]) -> tuple[torch.Tensor, list[int]]:
+        """Run one stage; on out-of-memory, retry with the model's tile halved. Returns the output
+        and the tile sides it had to retry with (empty when the first try succeeded)."""
+        instance = self._instance(stage.method, scale)
+        inputs = [x.to(self.device) for x in inputs]
+        retried: list[int] = []
+        while True:
+            problem = None
+            try:
+                return self._call(instance, stage.kind, inputs), retried
+            except Exception as exc:  # noqa: BLE001 - only memory errors are retried, others re-raised
+                if not is_out_of_memory(exc):
+                    raise
+                problem = _first_line(exc)
+            # Out of the except block: the exception and the frames holding its tensors are gone.
+            self._free_device_memory()
+            current = self._current_tile(instance, inputs[0])
+            smaller = None if current is None else self._smaller_tile(instance, current)
+            if smaller is None:
+                how = ("it cannot be tiled" if current is None else
+                       f"even with {current}-pixel tiles (the smallest this retry goes to)")
+                raise StageError(f"out of memory on {self.device} running {stage.method} on scene {stage.scene!r}: "
+                                 f"{how}; free memory on the device, lower runtime.tile_size or use "
+                                 f"runtime.device = 'cpu' ({problem})")
+            self.log(f"out of memory: {stage.method} on scene {stage.scene!r} with {current}-pixel tiles; "
+                     f"retrying with {smaller}-pixel tiles")
+            instance.tile = smaller  # later stages of this method keep the smaller tile
+            retried.append(smaller)
+
+    def _stage_failure(self, stage: Stage, scene: Scene | None, exc: BaseException, summary: RunSummary) -> StageError:
+        files = (scene.info.get("files") or {}) if scene is not None else {}
+        where = f"scene {stage.scene!r}" + (f" ({', '.join(str(v) for v in files.values())})" if files else "")
+        return StageError(f"{where}: {stage.method} failed: {_first_line(exc)}; the {summary.stages_computed} "
+                          f"stage(s) this run finished and everything cached before are kept: fix the input and "
+                          f"run again to resume")
+
     def _run_stage(self, stage: Stage, scale: int, images: dict[str, torch.Tensor], force: bool,
-                   store: ResultsStore, run_id: str, summary: RunSummary) -> torch.Tensor:
+                   store: ResultsStore, run_id: str, summary: RunSummary, scene: Scene | None = None) -> torch.Tensor:
         cached = None if force else self.cache.get(stage.key)
         if cached is not None:
             store.record_timing(run_id, stage.key, stage.method, stage.scene, 0.0, cached=True)
             return cached
-        inputs = [images[key] if key in images else self.cache.get(key) for key in stage.inputs]
-        if any(x is None for x in inputs):
-            raise RuntimeError(f"stage {stage.method} on {stage.scene}: an input is missing from the cache")
-        start = time.perf_counter()
-        with torch.no_grad():
-            output = self._compute(stage, scale, inputs).detach().to("cpu", torch.float32)
-        seconds = time.perf_counter() - start
-        stored = self.cache.put(stage.key, output, {"method": stage.method, "kind": stage.kind, "scene": stage.scene,
-                                                    "inputs": list(stage.inputs), "seconds": seconds})
+        # One process computes a stage at a time: a concurrent run on the same cache waits here and
+        # then finds the entry the other one wrote.
+        with self.cache.lock(stage.key):
+            cached = None if force else self.cache.get(stage.key)
+            if cached is not None:
+                store.record_timing(run_id, stage.key, stage.method, stage.scene, 0.0, cached=True)
+                return cached
+            inputs = [images[key] if key in images else self.cache.get(key) for key in stage.inputs]
+            if any(x is None for x in inputs):
+                raise RuntimeError(f"stage {stage.method} on {stage.scene}: an input is missing from the cache")
+            start = time.perf_counter()
+            try:
+                with torch.no_grad():
+                    output, retried = self._compute(stage, scale, inputs)
+                    output = output.detach().to("cpu", torch.float32)
+            except StageError as exc:
+                raise StageError(f"{exc}; the {summary.stages_computed} stage(s) this run finished are kept in "
+                                 f"the cache") from exc
+            except (ValueError, RuntimeError, IndexError) as exc:
+                raise self._stage_failure(stage, scene, exc, summary) from exc
+            seconds = time.perf_counter() - start
+            metadata = {"method": stage.method, "kind": stage.kind, "scene": stage.scene,
+                        "inputs": list(stage.inputs), "seconds": seconds, "run_id": run_id}
+            if retried:
+                metadata["tile_after_out_of_memory"] = retried[-1]
+                summary.memory_retries.append((stage.method, stage.scene, list(retried)))
+            stored = self.cache.put(stage.key, output, metadata)
         store.record_timing(run_id, stage.key, stage.method, stage.scene, seconds, cached=False)
         summary.stages_computed += 1
         summary.compute_seconds += seconds
@@ -188,7 +323,10 @@ class Runner:
                              .encode()).hexdigest()
         path = Path(self.profile.cache_dir) / "metrics" / key[:2] / f"{key}.json"
         if path.is_file():
-            return json.loads(path.read_text())
+            try:
+                return json.loads(path.read_text())
+            except (OSError, ValueError):  # damaged (disk trouble): compute again
+                pass
         values: dict[str, float] = {}
         if scene.gt is not None:
             for convention in conventions:
@@ -196,35 +334,54 @@ class Runner:
                 values[f"ssim|{convention}"] = ssim(output, scene.gt, convention=convention, scale=scene.scale)
         if scene.gt_over is not None and scene.gt_under is not None:
             values["mef_ssim|official"] = mef_ms_ssim([scene.gt_over, scene.gt_under], output).score
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".part")
-        tmp.write_text(json.dumps(values))
-        os.replace(tmp, path)
+        write_text_atomic(path, json.dumps(values))  # unique temporary file + rename
         return values
+
+    def _output_path(self, *parts: str) -> Path:
+        """`output_dir / parts...`, refusing any part that is not a plain file or folder name, so
+        that no scene or method name can point outside the output folder."""
+        for part in parts:
+            if part in ("", ".", "..") or "/" in part or "\\" in part or "\x00" in part:
+                raise DatasetError(f"{part!r}: not usable as a file name under the output folder {self.output_dir}")
+        target = self.output_dir.joinpath(*parts)
+        root = os.path.normpath(os.path.abspath(self.output_dir))
+        if os.path.commonpath([root, os.path.normpath(os.path.abspath(target))]) != root:
+            raise DatasetError(f"{target}: refusing to write outside the output folder {root}")
+        return target
 
     def _publish_scene(self, scene: Scene, scale: int) -> None:
         """The scene's LR inputs and HR references as 8-bit PNGs under `images/x<scale>/_scene/`,
         for figures (written once; the folder name cannot clash with a method name)."""
         from cfanet.images import write_image
 
+        check_scene_name(scene.name, "scene")
         for role in ("over", "under", "gt", "gt_over", "gt_under"):
             image = getattr(scene, role)
-            target = self.output_dir / "images" / f"x{scale}" / "_scene" / role / f"{scene.name}.png"
+            target = self._output_path("images", f"x{scale}", "_scene", role, f"{scene.name}.png")
             if image is not None and not target.exists():
-                write_image(target, image)
+                write_image(target, image)  # atomic
 
     def _publish(self, cache_key: str, target: Path) -> None:
-        """Put a final image under the output folder (a hard link to the cache entry when possible)."""
+        """Put a final image under the output folder (a hard link to the cache entry when possible),
+        atomically: linked or copied to a unique temporary name, then renamed over the target, so a
+        kill or a concurrent run never leaves a missing or partial image."""
         source = self.cache.root / cache_key[:2] / f"{cache_key}.png"
         target.parent.mkdir(parents=True, exist_ok=True)
-        if target.exists():
-            if target.stat().st_ino == source.stat().st_ino:
-                return
-            target.unlink()
         try:
-            os.link(source, target)
+            if os.path.samefile(source, target):
+                return
         except OSError:
-            shutil.copyfile(source, target)
+            pass
+        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.part")
+        try:
+            try:
+                os.link(source, tmp)
+            except OSError:
+                shutil.copyfile(source, tmp)
+            os.replace(tmp, target)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
     def manifest(self) -> dict:
         packages = {}
@@ -254,6 +411,34 @@ class Runner:
                            for (name, scale), instance in self._instances.items()},
         }
 
+    def load_models(self, methods: list[str]) -> None:
+        """Build every method with its weights now, so that a wrong or hostile weights file fails
+        before any stage runs (naming the file)."""
+        for scale in self.profile.scales:
+            for name in methods:
+                self._instance(name, scale)
+
+    def _scan_scenes(self, datasets: dict, summary: RunSummary) -> list[tuple[int, str, str, str]]:
+        """Load every scene once before any work: unreadable, corrupt or mismatched files fail here,
+        naming the file, before weights are trained or a stage runs. Returns (scale, name, over key,
+        under key) per scene; images are not kept (a scene is loaded again when its turn comes)."""
+        scanned, shown = [], 5
+        for scale, dataset in datasets.items():
+            for name in tqdm(dataset.names(), desc=f"checking scenes x{scale}", disable=not self.show_progress,
+                             leave=False):
+                scene = dataset.load(name)
+                scanned.append((scale, name, image_key(scene.over), image_key(scene.under)))
+                before, after = scene.info.get("modcropped_from"), scene.info.get("hr_size")
+                if before is not None and after is not None and tuple(before) != tuple(after):
+                    summary.modcropped[f"x{scale}/{name}"] = (tuple(before), tuple(after))
+                    if len(summary.modcropped) <= shown:
+                        self.log(f"note: scene {name!r}: HR {before[0]}x{before[1]} cropped to {after[0]}x{after[1]} "
+                                 f"(a multiple of the scale {scale}, as CF-Net's data preparation does)")
+        if len(summary.modcropped) > shown:
+            self.log(f"note: ... {len(summary.modcropped) - shown} more scene(s) cropped to a multiple of the scale "
+                     f"(all listed in the run manifest under 'modcropped')")
+        return scanned
+
     def run(self, pipelines: list[str] | None = None, force: bool = False) -> RunSummary:
         """Run the named pipelines (default: all 34) on every scene and scale of the profile."""
         wall_start = time.perf_counter()
@@ -262,50 +447,82 @@ class Runner:
         check_paper_inputs(self.profile, methods)
         datasets = {scale: open_profile_dataset(self.profile, scale) for scale in self.profile.scales}
         for dataset in datasets.values():
-            dataset.names()  # fail early on a malformed dataset folder
+            dataset.names()  # fail early on a malformed dataset folder or an unusable scene name
+        database = self.output_dir / "results.sqlite"
+        summary = RunSummary("", self.output_dir, database)
+        scanned = self._scan_scenes(datasets, summary)
+        cache_dir = Path(self.profile.cache_dir)
+        removed = sum(remove_stale_temporaries(folder) for folder in (
+            self.cache.root, cache_dir / "metrics", cache_dir / "demo_weights", self.output_dir / "images"))
+        if removed:
+            self.log(f"removed {removed} temporary file(s) left by killed runs (older than an hour)")
         self.log(f"preparing weights for {len(methods)} methods ({self.profile.name} profile)")
         self.prepare_weights(methods)
-        database = self.output_dir / "results.sqlite"
+        self.load_models(methods)
+        identities = {(n, s): self._identity(n, s) for n in methods for s in self.profile.scales}
+        plan = []
+        for scale, name, over_key, under_key in scanned:
+            graph = build_scene_graph(name, over_key, under_key, specs, {n: identities[(n, scale)] for n in methods},
+                                      self._code_version())
+            plan.append((scale, name, over_key, under_key, graph, graph.stages_of([s.name for s in specs])))
         with ResultsStore(database) as store:
             run_id = store.start_run(self.profile.name, self.manifest())
-            summary = RunSummary(run_id, self.output_dir, database)
-            identities = {(n, s): self._identity(n, s) for n in methods for s in self.profile.scales}
-            work: list[tuple[int, Scene, SceneGraph, list[Stage]]] = []
-            for scale, dataset in datasets.items():
-                for scene in tqdm(dataset, desc=f"loading scenes x{scale}", disable=not self.show_progress,
-                                  leave=False):
-                    graph = build_scene_graph(scene.name, image_key(scene.over), image_key(scene.under), specs,
-                                              {n: identities[(n, scale)] for n in methods}, self._code_version())
-                    work.append((scale, scene, graph, graph.stages_of([s.name for s in specs])))
-            summary.stages_total = sum(len(stages) for *_, stages in work)
-            forced = {stage.key for *_, stages in work for stage in stages} if force else set()
-            bar = tqdm(total=summary.stages_total, desc="stages", unit="stage", disable=not self.show_progress)
-            rows = []
-            for scale, scene, graph, stages in work:
-                images = {image_key(scene.over): scene.over, image_key(scene.under): scene.under}
-                outputs = {}
-                for stage in stages:
-                    bar.set_postfix_str(f"x{scale} {scene.name} {stage.method}")
-                    outputs[stage.key] = self._run_stage(stage, scale, images, stage.key in forced, store, run_id,
-                                                         summary)
-                    forced.discard(stage.key)
-                    bar.update()
-                self._publish_scene(scene, scale)
-                for spec in specs:
-                    final = graph.finals[spec.name]
-                    values = self._score(scene, final, outputs[final])
-                    rows += [(f"x{scale}/{scene.name}", spec.name, metric.split("|")[0], metric.split("|")[1], value)
-                             for metric, value in values.items()]
-                    self._publish(final, self.output_dir / "images" / f"x{scale}" / spec.name / f"{scene.name}.png")
-            bar.close()
-            store.record_results(run_id, rows)
-            summary.results = rows
-            summary.wall_seconds = time.perf_counter() - wall_start
-            manifest = self.manifest()
-            manifest.update(stages_total=summary.stages_total, stages_computed=summary.stages_computed,
-                            compute_seconds=summary.compute_seconds, wall_seconds=summary.wall_seconds,
-                            pipelines=[s.name for s in specs])
-            store.finish_run(run_id, manifest)
+            summary.run_id = run_id
+            summary.stages_total = sum(len(stages) for *_, stages in plan)
+            forced = {stage.key for *_, stages in plan for stage in stages} if force else set()
+            rows: list[tuple] = []
+            status, error = "failed", None
+            try:
+                with tqdm(total=summary.stages_total, desc="stages", unit="stage",
+                          disable=not self.show_progress) as bar:
+                    for scale, name, over_key, under_key, graph, stages in plan:
+                        scene = datasets[scale].load(name)
+                        if (image_key(scene.over), image_key(scene.under)) != (over_key, under_key):
+                            files = ", ".join(str(v) for v in (scene.info.get("files") or {}).values())
+                            raise DatasetError(f"scene {name!r}: input files changed while the run was going "
+                                               f"({files or 'generated scene'}); run again")
+                        images = {over_key: scene.over, under_key: scene.under}
+                        outputs = {}
+                        for stage in stages:
+                            bar.set_postfix_str(f"x{scale} {name} {stage.method}")
+                            outputs[stage.key] = self._run_stage(stage, scale, images, stage.key in forced, store,
+                                                                 run_id, summary, scene)
+                            forced.discard(stage.key)
+                            bar.update()
+                        self._publish_scene(scene, scale)
+                        for spec in specs:
+                            final = graph.finals[spec.name]
+                            values = self._score(scene, final, outputs[final])
+                            rows += [(f"x{scale}/{name}", spec.name, metric.split("|")[0], metric.split("|")[1], value)
+                                     for metric, value in values.items()]
+                            self._publish(final, self._output_path("images", f"x{scale}", spec.name, f"{name}.png"))
+                status = "finished"
+            except KeyboardInterrupt:
+                status, error = "interrupted", "interrupted"
+                raise
+            except BaseException as exc:
+                error = _first_line(exc)
+                raise
+            finally:
+                summary.results = rows
+                summary.wall_seconds = time.perf_counter() - wall_start
+                manifest = self.manifest()
+                manifest.update(stages_total=summary.stages_total, stages_computed=summary.stages_computed,
+                                compute_seconds=summary.compute_seconds, wall_seconds=summary.wall_seconds,
+                                pipelines=[s.name for s in specs],
+                                modcropped={k: [list(a), list(b)] for k, (a, b) in summary.modcropped.items()},
+                                memory_retries=[list(r) for r in summary.memory_retries])
+                if error is not None:
+                    manifest["error"] = error
+                if status == "finished":
+                    store.record_results(run_id, rows)
+                    store.finish_run(run_id, manifest)
+                else:
+                    try:  # keep what was scored, under a status that reports never read
+                        store.record_results(run_id, rows)
+                        store.finish_run(run_id, manifest, status=status)
+                    except Exception:  # noqa: BLE001 - the original error matters more
+                        pass
         return summary
 
     @staticmethod

@@ -1,16 +1,27 @@
 """Results store: one SQLite database (WAL mode) with a row per (run, scene, method, metric,
 convention) and a manifest per run (package versions, git commit, config hash, weights hashes,
 device, per-stage timings). Reports read it through pandas and never need torch.
+
+Safe under kills and concurrent writers: every write is one transaction (a killed process leaves
+the database as it was before the transaction), WAL mode lets readers work while a writer
+commits, and a writer that finds the database locked by another process waits (SQLite's busy
+timeout) and then retries with backoff for up to `retry_seconds` before giving up. A run killed
+before it finished stays with status `running` (or `failed` / `interrupted` when it could say so);
+`results()` reads finished runs only, so a partial run is never mistaken for a result.
 """
 
 from __future__ import annotations
 
 import json
+import random
 import sqlite3
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -30,15 +41,60 @@ CREATE TABLE IF NOT EXISTS stage_timings (
 """
 
 
-class ResultsStore:
-    """The results database at `path` (created on first use)."""
+def is_busy_error(exc: BaseException) -> bool:
+    """True for SQLite's "database is locked" / "database is busy" errors (another writer holds it)."""
+    if not isinstance(exc, sqlite3.OperationalError):
+        return False
+    message = str(exc).lower()
+    return "locked" in message or "busy" in message
 
-    def __init__(self, path: str | Path):
+
+def with_retries(operation: Callable[[], T], retry_seconds: float = 600.0, first_delay: float = 0.02) -> T:
+    """Run `operation`, retrying with jittered exponential backoff (at most 1 s between tries) while
+    SQLite reports the database locked or busy, for up to `retry_seconds` in all."""
+    deadline = time.monotonic() + retry_seconds
+    delay = first_delay
+    while True:
+        try:
+            return operation()
+        except sqlite3.OperationalError as exc:
+            if not is_busy_error(exc) or time.monotonic() + delay > deadline:
+                raise
+        time.sleep(delay * (0.5 + random.random()))
+        delay = min(delay * 2, 1.0)
+
+
+class ResultsStore:
+    """The results database at `path` (created on first use).
+
+    `timeout` is SQLite's busy timeout per statement (seconds); `retry_seconds` how long a write
+    keeps retrying after that while other processes hold the database.
+    """
+
+    def __init__(self, path: str | Path, timeout: float = 30.0, retry_seconds: float = 600.0):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._connection = sqlite3.connect(self.path, timeout=30)
-        self._connection.execute("PRAGMA journal_mode=WAL")
-        self._connection.executescript(SCHEMA)
+        self.retry_seconds = retry_seconds
+        self._connection = sqlite3.connect(self.path, timeout=timeout)
+        try:
+            self._retry(lambda: self._connection.execute("PRAGMA journal_mode=WAL").fetchone())
+            self._retry(lambda: self._connection.executescript(SCHEMA))
+        except BaseException:
+            self._connection.close()
+            raise
+
+    def _retry(self, operation: Callable[[], T]) -> T:
+        return with_retries(operation, self.retry_seconds)
+
+    def _write(self, sql: str, parameters=(), many: bool = False) -> None:
+        """One statement in its own transaction, retried while the database is locked."""
+        def run():
+            with self._connection:  # commits, or rolls back on error
+                if many:
+                    self._connection.executemany(sql, parameters)
+                else:
+                    self._connection.execute(sql, parameters)
+        self._retry(run)
 
     def close(self) -> None:
         self._connection.close()
@@ -50,41 +106,43 @@ class ResultsStore:
         self.close()
 
     def start_run(self, profile: str, manifest: dict) -> str:
-        run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
-        with self._connection:
-            self._connection.execute("INSERT INTO runs VALUES (?, ?, ?, NULL, 'running', ?)",
-                                     (run_id, profile, time.time(), json.dumps(manifest, default=str)))
+        run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:12]
+        self._write("INSERT INTO runs VALUES (?, ?, ?, NULL, 'running', ?)",
+                    (run_id, profile, time.time(), json.dumps(manifest, default=str)))
         return run_id
 
     def finish_run(self, run_id: str, manifest: dict, status: str = "finished") -> None:
-        with self._connection:
-            self._connection.execute("UPDATE runs SET finished = ?, status = ?, manifest = ? WHERE run_id = ?",
-                                     (time.time(), status, json.dumps(manifest, default=str), run_id))
+        """Close a run: `finished`, or `failed` / `interrupted` (which `results()` never reads)."""
+        self._write("UPDATE runs SET finished = ?, status = ?, manifest = ? WHERE run_id = ?",
+                    (time.time(), status, json.dumps(manifest, default=str), run_id))
 
     def record_results(self, run_id: str, rows: Iterable[tuple[str, str, str, str, float]]) -> None:
-        """Insert or replace (scene, method, metric, convention, value) rows of a run."""
-        with self._connection:
-            self._connection.executemany("INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?)",
-                                         [(run_id, *row) for row in rows])
+        """Insert or replace (scene, method, metric, convention, value) rows of a run (one transaction)."""
+        self._write("INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?)", [(run_id, *row) for row in rows],
+                    many=True)
 
     def record_timing(self, run_id: str, stage_key: str, method: str, scene: str, seconds: float, cached: bool) -> None:
-        with self._connection:
-            self._connection.execute("INSERT OR REPLACE INTO stage_timings VALUES (?, ?, ?, ?, ?, ?)",
-                                     (run_id, stage_key, method, scene, seconds, int(cached)))
+        self._write("INSERT OR REPLACE INTO stage_timings VALUES (?, ?, ?, ?, ?, ?)",
+                    (run_id, stage_key, method, scene, seconds, int(cached)))
 
     def runs(self) -> list[dict]:
-        cursor = self._connection.execute("SELECT run_id, profile, started, finished, status, manifest FROM runs "
-                                          "ORDER BY started")
-        return [dict(zip(("run_id", "profile", "started", "finished", "status", "manifest"), row)) for row in cursor]
+        rows = self._retry(lambda: self._connection.execute(
+            "SELECT run_id, profile, started, finished, status, manifest FROM runs ORDER BY started").fetchall())
+        return [dict(zip(("run_id", "profile", "started", "finished", "status", "manifest"), row)) for row in rows]
+
+    def integrity_check(self) -> str:
+        """SQLite's `PRAGMA integrity_check`: "ok" for an undamaged database."""
+        return self._retry(lambda: self._connection.execute("PRAGMA integrity_check").fetchone()[0])
 
     def results(self, run_id: str | None = None):
         """A pandas DataFrame of the results of `run_id` (default: the latest finished run)."""
         import pandas as pd
 
         if run_id is None:
-            row = self._connection.execute("SELECT run_id FROM runs WHERE status = 'finished' "
-                                           "ORDER BY finished DESC LIMIT 1").fetchone()
+            row = self._retry(lambda: self._connection.execute(
+                "SELECT run_id FROM runs WHERE status = 'finished' ORDER BY finished DESC LIMIT 1").fetchone())
             if row is None:
                 return pd.DataFrame(columns=["run_id", "scene", "method", "metric", "convention", "value"])
             run_id = row[0]
-        return pd.read_sql_query("SELECT * FROM results WHERE run_id = ?", self._connection, params=(run_id,))
+        return self._retry(lambda: pd.read_sql_query("SELECT * FROM results WHERE run_id = ?", self._connection,
+                                                     params=(run_id,)))

@@ -6,6 +6,10 @@ cache and the manifest. A profile's `[weights]` table names official files; in a
 trained briefly on the demo train split by `cfanet.training`, cached under
 `<cache_dir>/demo_weights/` and reused by later runs. Demo weights are labelled as such in the
 manifest and in every report.
+
+Demo weights survive kills and concurrent runs: the file is written atomically (temporary file +
+rename), the trainer resumes from its own atomic checkpoints, and a file lock makes a second
+process that needs the same weights wait for the first one's file instead of training again.
 """
 
 from __future__ import annotations
@@ -120,8 +124,14 @@ def resolve_weights(profile: Profile, name: str, scale: int, cache_dir: Path, de
         raise ConfigError(f"profile {profile.name!r}", f"weights.{status.key}", "not configured")
     path = Path(cache_dir) / "demo_weights" / f"{entry.name}_x{scale}_{demo_training_signature(entry, scale, profile)}.pt"
     if not path.is_file():
-        if trainer is None:
-            from pipelines.demo_training import train_demo_weights as trainer
-        trainer(entry, scale, profile, path, device)
+        from pipelines.cache import file_lock
+
+        with file_lock(path.with_name(f".{path.name}.lock")):
+            if not path.is_file():  # another process may have made it while this one waited
+                if trainer is None:
+                    from pipelines.demo_training import train_demo_weights as trainer
+                trainer(entry, scale, profile, path, device)
+        if not path.is_file():
+            raise RuntimeError(f"demo weights for {entry.name} x{scale}: the trainer did not write {path}")
     details = checkpoint_metadata(path)
     return ResolvedWeights(entry.name, scale, path, sha256_file(path), "small", "demo", details)

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from cfanet.data.folders import read_split
-from cfanet.data.scene import DatasetError, Scene
+from cfanet.data.scene import DatasetError, Scene, check_scene_name
 
 
 class SceneDataset(abc.ABC):
@@ -30,10 +30,22 @@ class SceneDataset(abc.ABC):
     def _load(self, name: str) -> Scene:
         """Load one scene by name."""
 
+    @property
+    def source(self) -> str:
+        """Where the scenes come from, for messages: the root folder, or the dataset kind."""
+        root = getattr(self, "root", None)
+        return str(root) if root is not None else f"{self.kind} dataset"
+
     def names(self) -> list[str]:
-        """Scene names in order (restricted to the split file when one is given)."""
+        """Scene names in order (restricted to the split file when one is given).
+
+        Every name must be usable as a file name in the outputs (no path characters, see
+        `scene_name_problem`), so that no scene can write outside the output folder.
+        """
         if self._names is None:
             names = self._all_names()
+            for name in names:
+                check_scene_name(name, self.source)
             self._names = read_split(self.split_file, names) if self.split_file else names
         return list(self._names)
 

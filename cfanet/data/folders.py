@@ -8,24 +8,50 @@ from cfanet.data.scene import DatasetError
 from cfanet.images import READABLE_SUFFIXES
 
 
+def list_folder(folder: Path) -> list[Path]:
+    """The entries of `folder`, sorted; an unreadable or missing folder is a `DatasetError` naming it."""
+    try:
+        return sorted(Path(folder).iterdir())
+    except PermissionError:
+        raise DatasetError(f"{folder}: folder cannot be read (permission denied)") from None
+    except FileNotFoundError:
+        raise DatasetError(f"{folder}: folder not found") from None
+    except OSError as exc:
+        raise DatasetError(f"{folder}: folder cannot be read ({exc.strerror or exc})") from None
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:
+        return False
+
+
 def image_files(folder: Path) -> dict[str, Path]:
-    """Images directly in `folder`, keyed by file stem; two files with one stem is an error."""
+    """Images directly in `folder`, keyed by file stem; two files whose stems are equal (ignoring
+    case, as `a.png` and `a.jpg`, or `A.png` and `a.png`) are an error naming both."""
     found: dict[str, Path] = {}
-    for path in sorted(folder.iterdir()):
-        if path.is_file() and path.suffix.lower() in READABLE_SUFFIXES and not path.name.startswith("."):
-            if path.stem in found:
-                raise DatasetError(f"{folder}: two images named {path.stem!r}: {found[path.stem].name}, {path.name}")
-            found[path.stem] = path
+    lowered: dict[str, Path] = {}
+    for path in list_folder(folder):
+        if path.suffix.lower() in READABLE_SUFFIXES and not path.name.startswith(".") and _is_file(path):
+            other = lowered.get(path.stem.lower())
+            if other is not None:
+                raise DatasetError(f"{folder}: two images with the scene name {path.stem!r}: {other.name}, "
+                                   f"{path.name} (keep one)")
+            found[path.stem] = lowered[path.stem.lower()] = path
     return found
 
 
 def find_child(folder: Path, name: str) -> Path | None:
     """The child of `folder` called `name`, matched without case (SICE's archives vary)."""
     exact = folder / name
-    if exact.exists():
-        return exact
+    try:
+        if exact.exists():
+            return exact
+    except OSError:
+        pass
     lowered = name.lower()
-    return next((p for p in sorted(folder.iterdir()) if p.name.lower() == lowered), None)
+    return next((p for p in list_folder(folder) if p.name.lower() == lowered), None)
 
 
 def find_image(folder: Path, stem: str) -> Path | None:

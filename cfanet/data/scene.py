@@ -33,3 +33,37 @@ class Scene:
 
 class DatasetError(ValueError):
     """A dataset folder is malformed; the message names the folder or file."""
+
+
+# Longest scene name in UTF-8 bytes: outputs are `<scene>.png` and most file systems allow 255 bytes.
+MAX_SCENE_NAME_BYTES = 200
+
+
+def scene_name_problem(name: str) -> str | None:
+    """Why `name` cannot be used as a file name in the outputs (`images/x2/<method>/<name>.png`),
+    or None when it can. Path separators, `.`/`..`, control characters and over-long names are
+    refused, so no scene name can point outside the output folder; HTML characters are allowed
+    (reports escape them)."""
+    if not isinstance(name, str) or not name:
+        return "empty name"
+    if name in (".", ".."):
+        return "a relative path component"
+    for char, label in (("/", "'/'"), ("\\", "'\\'"), ("\x00", "NUL")):
+        if char in name:
+            return f"contains the path character {label}"
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        return "contains a control character"
+    if name.startswith("."):
+        return "starts with '.' (a hidden file name)"
+    if len(name.encode("utf-8")) > MAX_SCENE_NAME_BYTES:
+        return f"longer than {MAX_SCENE_NAME_BYTES} bytes"
+    return None
+
+
+def check_scene_name(name: str, where: str) -> str:
+    """`name`, or `DatasetError` naming `where` when it cannot be a file name in the outputs."""
+    problem = scene_name_problem(name)
+    if problem:
+        raise DatasetError(f"{where}: scene name {name!r} cannot be used in output file names ({problem}); "
+                           f"rename that file or folder")
+    return name

@@ -23,7 +23,7 @@ import torch
 
 from cfanet.data.base import SceneDataset
 from cfanet.data.degrade import check_same_size, scene_from_hr
-from cfanet.data.folders import find_child, find_image, image_files
+from cfanet.data.folders import find_child, find_image, image_files, list_folder
 from cfanet.data.scene import DatasetError, Scene
 from cfanet.images import quantize, read_image, read_image_array
 from cfanet.resize import imresize_uint8
@@ -59,7 +59,7 @@ class SiceDataset(SceneDataset):
         self._selection: dict[str, dict] = {}
 
     def _all_names(self) -> list[str]:
-        scenes = [p.name for p in self.root.iterdir()
+        scenes = [p.name for p in list_folder(self.root)
                   if p.is_dir() and p.resolve() != self.label_dir.resolve() and not p.name.startswith(".")]
         scenes = sorted((s for s in scenes if len(image_files(self.root / s)) >= 2), key=_natural_key)
         if not scenes:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from cfanet.data.base import SceneDataset
 from cfanet.data.degrade import scene_from_hr
-from cfanet.data.folders import find_child, find_image, image_files
+from cfanet.data.folders import find_child, find_image, image_files, list_folder
 from cfanet.data.scene import DatasetError, Scene
 from cfanet.images import read_image
 
@@ -46,7 +46,7 @@ class TriplesDataset(SceneDataset):
             names = sorted(union)
         else:
             names = []
-            for folder in sorted(p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            for folder in (p for p in list_folder(self.root) if p.is_dir() and not p.name.startswith(".")):
                 has = {k: find_image(folder, k) is not None for k in ("over", "under")}
                 if all(has.values()):
                     names.append(folder.name)
