@@ -31,6 +31,17 @@ def run_cli(config: Path, *args: str) -> float:
     return time.perf_counter() - start
 
 
+def training_seconds(weights: Path) -> float:
+    """Training wall time of a demo-weights file, from its training folder's history.json."""
+    history = weights.with_name(weights.stem + "_training") / "history.json"
+    try:
+        records = json.loads(history.read_text())
+    except (OSError, json.JSONDecodeError):
+        return 0.0
+    records = records.get("history", records) if isinstance(records, dict) else records
+    return max((float(r.get("seconds", 0.0)) for r in records if isinstance(r, dict)), default=0.0)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
@@ -46,7 +57,7 @@ def main() -> None:
 
     connection = sqlite3.connect(root / "results" / "results.sqlite")
     first = json.loads(connection.execute("SELECT manifest FROM runs ORDER BY started LIMIT 1").fetchone()[0])
-    training = sum(w["details"].get("seconds", 0.0) for w in first["weights"].values() if w and w["source"] == "demo")
+    training = sum(training_seconds(Path(w["path"])) for w in first["weights"].values() if w and w["source"] == "demo")
     compute = first["compute_seconds"] + training
     print(f"demo run-all on {os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), "
           f"load average {os.getloadavg()[0]:.1f}")

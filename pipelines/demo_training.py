@@ -105,10 +105,15 @@ def train_demo_weights(entry: MethodEntry, scale: int, profile: Profile, path: P
     result = trainer.fit(resume=True)
     chosen = result.best_checkpoint or result.last_checkpoint
     model.network.load_state_dict(load_training_checkpoint(chosen)["model"])
-    history = result.history[-1] if result.history else {}
+    # Wall-clock times are kept out of the file so that identical trainings give identical bytes
+    # (the file's SHA-256 keys the stage cache); the training folder's history.json keeps them.
+    def timeless(record: dict | None) -> dict | None:
+        return None if record is None else {k: v for k, v in record.items() if k != "seconds"}
+
+    history = timeless(result.history[-1]) if result.history else {}
     metadata = {"method": entry.name, "size": "small", "scale": scale, "demo": True,
-                "trainer": "cfanet.training, demo_config", "steps": result.steps, "seconds": round(result.seconds, 1),
-                "checkpoint": chosen.name, "loss": task.config().get("loss"), "best": result.best,
+                "trainer": "cfanet.training, demo_config", "steps": result.steps,
+                "checkpoint": chosen.name, "loss": task.config().get("loss"), "best": timeless(result.best),
                 "train_split": f"demo train photographs, {DEMO_TRAIN_SCENES} scenes of {DEMO_TRAIN_HR_SIZE} px",
                 "last_record": history}
     return save_model_checkpoint(model.network, path, metadata)
