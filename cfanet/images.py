@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
+
+from cfanet.atomic import write_bytes_atomic
 
 READABLE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
 
@@ -177,13 +178,4 @@ def write_image(path: str | os.PathLike, image: torch.Tensor | np.ndarray, bits:
     ok, encoded = cv2.imencode(suffix, np.ascontiguousarray(pixels), params)
     if not ok:
         raise ImageFileError(path, "encoding failed")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(encoded.tobytes())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_bytes_atomic(path, encoded.tobytes())

@@ -20,11 +20,13 @@ from __future__ import annotations
 import os
 import random
 import tempfile
+
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from cfanet.atomic import write_text_atomic  # noqa: F401  (re-exported for the trainer)
 from cfanet.checkpoint import CheckpointError, read_checkpoint
 
 FORMAT = "cfanet-bench training checkpoint"
@@ -42,21 +44,6 @@ def save_atomic(obj, path: str | os.PathLike) -> Path:
             torch.save(obj, handle)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def write_text_atomic(text: str, path: str | os.PathLike) -> Path:
-    """Write a text file through a temporary file and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -276,7 +276,7 @@ class Trainer:
                    "steps_per_epoch": self.steps_per_epoch, "step": self.step, "epoch": self.epoch,
                    "best": self.best, "history": self.history, "precision": self.plan.describe(),
                    "train_scenes": len(self.sampler), "val_scenes": [s.name for s in self.val_scenes]}
-        write_text_atomic(json.dumps(summary, indent=2, allow_nan=True), self.output_dir / HISTORY)
+        write_text_atomic(self.output_dir / HISTORY, json.dumps(summary, indent=2, allow_nan=True))
         now = time.monotonic()
         if final or self._curve_written_at is None or now - self._curve_written_at >= CURVE_INTERVAL_S:
             plot_training_curves(self.losses, self.history, self.output_dir / CURVE, title=self.title)
