@@ -100,7 +100,7 @@ from cfanet.feedback import (
     reconstruct,
 )
 from cfanet.losses import CoupledLossWeights, coupled_ssim_loss, coupled_ssim_terms
-from cfanet.tiling import auto_tile_size, free_device_memory, tiled_apply
+from cfanet.tiling import tile_size_for, tiled_apply
 
 # CF-Net re-injects the other branch's feedback after this projection group.
 RE_GUIDE_AFTER = 3
@@ -695,12 +695,7 @@ class CFANet:
         return fused.flip(1) if self.config.channel_order == "bgr" else fused
 
     def _tile_size(self, x: torch.Tensor) -> int:
-        if self.tile != 0:
-            return max(self.tile, 0)
-        free = free_device_memory(self.device)
-        if free is None:
-            return 0
-        return auto_tile_size(self.bytes_per_input_pixel, free, tuple(x.shape[-2:]))
+        return tile_size_for(self.tile, self.device, self.bytes_per_input_pixel, tuple(x.shape[-2:]))
 
     @torch.no_grad()
     def fuse_upscale(self, over: torch.Tensor, under: torch.Tensor) -> torch.Tensor:

@@ -82,3 +82,15 @@ def free_device_memory(device: torch.device | str) -> int | None:
         return None
     free, _total = torch.cuda.mem_get_info(device)
     return int(free)
+
+
+def tile_size_for(tile: int, device: torch.device | str, bytes_per_input_pixel: float,
+                  image_hw: tuple[int, int]) -> int:
+    """The tile side a model should use: `tile` when set (> 0; negative = never tile), otherwise
+    0 on the CPU and, on CUDA, the largest tile that fits the free memory (0 when the image fits)."""
+    if tile != 0:
+        return max(tile, 0)
+    free = free_device_memory(device)
+    if free is None:
+        return 0
+    return auto_tile_size(bytes_per_input_pixel, free, image_hw)

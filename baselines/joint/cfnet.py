@@ -75,7 +75,7 @@ from cfanet.feedback import (  # noqa: F401
     check_scale,
     reconstruct,
 )
-from cfanet.tiling import auto_tile_size, free_device_memory, tiled_apply
+from cfanet.tiling import tile_size_for, tiled_apply
 
 # -- network ----------------------------------------------------------------------------------------
 
@@ -323,12 +323,7 @@ class CFNet:
         return (0.5 * sr_over[-1] + 0.5 * sr_under[-1]).flip(1)
 
     def _tile_size(self, x: torch.Tensor) -> int:
-        if self.tile != 0:
-            return max(self.tile, 0)
-        free = free_device_memory(self.device)
-        if free is None:
-            return 0
-        return auto_tile_size(self.bytes_per_input_pixel, free, tuple(x.shape[-2:]))
+        return tile_size_for(self.tile, self.device, self.bytes_per_input_pixel, tuple(x.shape[-2:]))
 
     @torch.no_grad()
     def fuse_upscale(self, over: torch.Tensor, under: torch.Tensor) -> torch.Tensor:

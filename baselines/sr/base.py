@@ -21,7 +21,7 @@ from torch import nn
 
 from cfanet.checkpoint import CheckpointError, check_state_dict, read_checkpoint, unwrap_state_dict
 from cfanet.ensemble import self_ensemble
-from cfanet.tiling import auto_tile_size, free_device_memory, tiled_apply
+from cfanet.tiling import tile_size_for, tiled_apply
 
 
 class SuperResolver(abc.ABC):
@@ -109,13 +109,8 @@ class SuperResolver(abc.ABC):
         return sum(p.numel() for p in self.network.parameters())
 
     def _tile_size(self, lr: torch.Tensor) -> int:
-        if self.tile != 0:
-            return max(self.tile, 0)
-        free = free_device_memory(self.device)
-        if free is None:
-            return 0
         factor = 0.5 if self.precision == "bf16" else 1.0
-        return auto_tile_size(self.bytes_per_input_pixel * factor, free, tuple(lr.shape[-2:]))
+        return tile_size_for(self.tile, self.device, self.bytes_per_input_pixel * factor, tuple(lr.shape[-2:]))
 
     def _autocast(self):
         if self.precision == "bf16":
