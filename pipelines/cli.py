@@ -160,8 +160,9 @@ def _run(args, pipelines, force: bool) -> int:
 
     config = _config(args)
     # progress bars only on a terminal: logs and pipes get plain lines
-    runner = Runner(config, args.profile, show_progress=sys.stderr.isatty())
-    print(f"config {config.source}, profile {runner.profile.name}, device {runner.device}")
+    runner = Runner(config, args.profile, show_progress=sys.stderr.isatty(), executor=args.executor)
+    print(f"config {config.source}, profile {runner.profile.name}, device {runner.device}, "
+          f"executor {runner.executor_name}")
     summary = runner.run(pipelines, force=force)
     _print_summary(summary, runner.profile)
     demo = runner.manifest()["demo_weights"]
@@ -241,12 +242,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run-all", help="run all 34 methods on the profile's dataset (cached, resumable)")
     p.add_argument("--profile", help="profile to run (default: the config's default, demo)")
     p.add_argument("--force", action="store_true", help="recompute every stage instead of using the cache")
+    p.add_argument("--executor", choices=["local", "ray"], default=None,
+                   help="where stages run: this process (local) or a Ray cluster (ray; extra 'distributed'); "
+                        "default: the profile's runtime.executor")
     p.set_defaults(func=cmd_run_all)
 
     p = sub.add_parser("run", help="run some pipelines, e.g. RCAN+MGFF MGFF+RCAN CFANet")
     p.add_argument("pipelines", nargs="+", metavar="PIPELINE", help="pipeline names as `list` shows them")
     p.add_argument("--profile", help="profile to run (default: the config's default, demo)")
     p.add_argument("--force", action="store_true", help="recompute these pipelines' stages")
+    p.add_argument("--executor", choices=["local", "ray"], default=None,
+                   help="where stages run: this process (local) or a Ray cluster (ray; extra 'distributed'); "
+                        "default: the profile's runtime.executor")
     p.set_defaults(func=cmd_run)
 
     for command in sub.choices.values():  # `--debug` also after the sub-command

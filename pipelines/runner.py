@@ -25,7 +25,6 @@ What a long run on a shared machine needs, and where it is handled:
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import importlib.metadata
 import inspect
@@ -37,7 +36,7 @@ import subprocess
 import sys
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -47,9 +46,12 @@ from cfanet.data import open_dataset
 from cfanet.data.scene import DatasetError, Scene, check_scene_name
 from pipelines.cache import StageCache, canonical_json, image_key, remove_stale_temporaries, write_text_atomic
 from pipelines.catalog import PipelineSpec, all_pipelines, find_pipeline
+from pipelines.compute import (OutOfMemoryStageError, StageWorker, WeightsFile, choose_device, first_line,
+                               is_out_of_memory)  # noqa: F401 - is_out_of_memory: part of this module's API
 from pipelines.config import BenchmarkConfig, Profile
+from pipelines.executors import BatchError, LocalExecutor, StageBatch
 from pipelines.graph import Stage, build_scene_graph
-from pipelines.registry import METHODS, method
+from pipelines.registry import method
 from pipelines.store import ResultsStore
 from pipelines.weights import ResolvedWeights, check_paper_inputs, resolve_weights
 
@@ -59,34 +61,6 @@ METRICS_VERSION = "1"
 class StageError(RuntimeError):
     """A stage failed on one scene; the message (one line) names the scene, the method and the
     scene's input files, and says that the finished stages are kept."""
-
-
-def is_out_of_memory(exc: BaseException) -> bool:
-    """True for a device (or host) allocation failure: `torch.cuda.OutOfMemoryError`, or a
-    RuntimeError whose message says the memory ran out."""
-    for name in ("OutOfMemoryError",):
-        for where in (torch, torch.cuda):
-            cls = getattr(where, name, None)
-            if isinstance(cls, type) and isinstance(exc, cls):
-                return True
-    if not isinstance(exc, RuntimeError):
-        return False
-    message = str(exc).lower()
-    return "out of memory" in message or "not enough memory" in message or "can't allocate memory" in message
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return " ".join(line.strip() for line in text.splitlines() if line.strip())
-
-
-def choose_device(setting: str) -> torch.device:
-    """`auto` -> CUDA when available, else CPU; an explicit `cuda` without a GPU is an error."""
-    if setting == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if setting == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("runtime.device = 'cuda' but no CUDA device is available")
-    return torch.device(setting)
 
 
 def open_profile_dataset(profile: Profile, scale: int):
@@ -123,6 +97,27 @@ class RunSummary:
     modcropped: dict[str, tuple[tuple[int, int], tuple[int, int]]] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class ScannedScene:
+    """A scene as checked before the run: its input keys, LR size and files."""
+
+    scale: int
+    name: str
+    over_key: str
+    under_key: str
+    lr_size: tuple[int, int]
+    files: dict
+
+
+@dataclass
+class PlannedScene:
+    """A scene's stage graph and the stages this run needs from it."""
+
+    scanned: ScannedScene
+    graph: object
+    stages: list[Stage]
+
+
 class Runner:
     """Runs a profile's pipelines. `weights_trainer` overrides how demo weights are made (tests).
 
@@ -133,7 +128,7 @@ class Runner:
     min_tile: int = 32
 
     def __init__(self, config: BenchmarkConfig, profile_name: str | None = None, *, weights_trainer=None,
-                 show_progress: bool = True, log=print):
+                 show_progress: bool = True, log=print, executor: str | None = None):
         self.config = config
         self.profile = config.profile(profile_name)
         self.device = choose_device(self.profile.runtime.device)
@@ -142,8 +137,11 @@ class Runner:
         self.weights_trainer = weights_trainer
         self.show_progress = show_progress
         self.log = log
-        self._instances: dict[tuple[str, int], object] = {}
+        self.executor_name = executor or self.profile.runtime.executor
+        self.ray_options: dict = {}  # extra RayExecutor arguments (tests: num_cpus)
         self._weights: dict[tuple[str, int], ResolvedWeights | None] = {}
+        self._token = uuid.uuid4().hex  # names this run's models in the per-process pool
+        self._worker: StageWorker | None = None
 
     # -- preparation ------------------------------------------------------------------------------
 
@@ -177,139 +175,63 @@ class Runner:
         ident["config"] = {**ident["config"], "code": _code_identity(entry.load_class())}
         return ident
 
+    def worker(self) -> StageWorker:
+        """The picklable description of how this run computes stages (settings and weights)."""
+        weights = {key: None if w is None else WeightsFile(str(w.path), w.sha256, w.size)
+                   for key, w in self._weights.items()}
+        if self._worker is None or self._worker.weights != weights:
+            self._worker = StageWorker(self.profile.runtime, str(self.device), weights, min_tile=self.min_tile,
+                                       token=self._token)
+        return self._worker
+
     def _instance(self, name: str, scale: int):
-        if (name, scale) not in self._instances:
-            entry = method(name)
-            cls = entry.load_class()
-            weights = self._weights.get((name, scale))
-            runtime = self.profile.runtime
-            if weights is None:
-                instance = cls()
-            elif entry.kind == "sr":
-                # bf16 autocast only on CUDA, when the profile asks for AMP and the model supports it
-                bf16 = runtime.amp and self.device.type == "cuda" and cls.supports_bf16
-                instance = cls.from_checkpoint(weights.path, scale=scale, size=weights.size, device=self.device,
-                                               tile=runtime.tile_size, tile_overlap=runtime.tile_overlap or None,
-                                               precision="bf16" if bf16 else "fp32")
-            elif entry.kind == "joint":
-                instance = cls.from_checkpoint(weights.path, scale=scale, device=self.device)
-            else:
-                instance = cls.from_checkpoint(weights.path, device=self.device)
-            self._instances[(name, scale)] = instance
-        return self._instances[(name, scale)]
+        """The method's model in this process (built once, with the run's weights)."""
+        return self.worker().instance(name, scale)
+
+    @property
+    def _instances(self) -> dict:
+        from pipelines.compute import _POOL
+
+        return {key: model.instance for key, model in _POOL.get(self._token, {}).items()}
 
     # -- execution --------------------------------------------------------------------------------
 
-    @staticmethod
-    def _call(instance, kind: str, inputs: list[torch.Tensor]) -> torch.Tensor:
-        if kind == "sr":
-            return instance.upscale(inputs[0])
-        if kind == "mef":
-            return instance.fuse(inputs[0], inputs[1])
-        return instance.fuse_upscale(inputs[0], inputs[1])
-
-    @staticmethod
-    def _current_tile(instance, image: torch.Tensor) -> int | None:
-        """The tile side (input pixels) the instance works with on `image` now: its configured or
-        automatic tile, else the whole image; None when it cannot tile (no `tile` setting, or
-        tiling switched off with a negative tile)."""
-        tile = getattr(instance, "tile", None)
-        if not isinstance(tile, int) or isinstance(tile, bool) or tile < 0:
-            return None
-        whole = max(image.shape[-2:])
-        if tile == 0:
-            size = getattr(instance, "_tile_size", None)
-            tile = size(image) if callable(size) else 0
-        return min(tile, whole) if tile > 0 else whole
-
-    def _smaller_tile(self, instance, current: int) -> int | None:
-        """Half of `current`, not below the minimum (`min_tile`, and twice the tile overlap so
-        that tiles still advance by at least the overlap); None when `current` is the minimum."""
-        overlap = getattr(instance, "tile_overlap", 0)
-        floor = max(self.min_tile, 2 * overlap if isinstance(overlap, int) else 0)
-        smaller = current // 2
-        if smaller >= floor:
-            return smaller
-        return floor if current > floor else None
-
-    def _free_device_memory(self) -> None:
-        gc.collect()
-        if self.device.type == "cuda":
-            torch.cuda.empty_cache()
-
     def _compute(self, stage: Stage, scale: int, inputs: list[torch.Tensor]) -> tuple[torch.Tensor, list[int]]:
-        """Run one stage; on out-of-memory, retry with the model's tile halved. Returns the output
-        and the tile sides it had to retry with (empty when the first try succeeded)."""
-        instance = self._instance(stage.method, scale)
-        inputs = [x.to(self.device) for x in inputs]
-        retried: list[int] = []
-        while True:
-            problem = None
-            try:
-                return self._call(instance, stage.kind, inputs), retried
-            except Exception as exc:  # noqa: BLE001 - only memory errors are retried, others re-raised
-                if not is_out_of_memory(exc):
-                    raise
-                problem = _first_line(exc)
-            # Out of the except block: the exception and the frames holding its tensors are gone.
-            self._free_device_memory()
-            current = self._current_tile(instance, inputs[0])
-            smaller = None if current is None else self._smaller_tile(instance, current)
-            if smaller is None:
-                how = ("it cannot be tiled" if current is None else
-                       f"even with {current}-pixel tiles (the smallest this retry goes to)")
-                raise StageError(f"out of memory on {self.device} running {stage.method} on scene {stage.scene!r}: "
-                                 f"{how}; free memory on the device, lower runtime.tile_size or use "
-                                 f"runtime.device = 'cpu' ({problem})")
-            self.log(f"out of memory: {stage.method} on scene {stage.scene!r} with {current}-pixel tiles; "
-                     f"retrying with {smaller}-pixel tiles")
-            instance.tile = smaller  # later stages of this method keep the smaller tile
-            retried.append(smaller)
+        """Run one stage in this process (out-of-memory retries with smaller tiles included).
+        Returns the output and the tile sides it had to retry with."""
+        try:
+            return self.worker().compute(stage.method, scale, inputs, what=f"scene {stage.scene!r}", log=self.log)
+        except OutOfMemoryStageError as exc:
+            raise StageError(str(exc)) from exc
 
-    def _stage_failure(self, stage: Stage, scene: Scene | None, exc: BaseException, summary: RunSummary) -> StageError:
-        files = (scene.info.get("files") or {}) if scene is not None else {}
-        where = f"scene {stage.scene!r}" + (f" ({', '.join(str(v) for v in files.values())})" if files else "")
-        return StageError(f"{where}: {stage.method} failed: {_first_line(exc)}; the {summary.stages_computed} "
+    def _batch_failure(self, error: BatchError, scenes: dict, summary: RunSummary) -> StageError:
+        """A one-line StageError naming the scenes of the failed batch, their input files and the method."""
+        batch, cause = error.batch, error.cause
+        text = cause if isinstance(cause, str) else first_line(cause)
+        if isinstance(cause, OutOfMemoryStageError):
+            return StageError(f"{text}; the {summary.stages_computed} stage(s) this run finished are kept in the cache")
+        where = []
+        for stage in batch.stages:
+            files = scenes.get((batch.scale, stage.scene), {})
+            where.append(f"scene {stage.scene!r}" + (f" ({', '.join(str(v) for v in files.values())})" if files else ""))
+        return StageError(f"{'; '.join(where)}: {batch.method} failed: {text}; the {summary.stages_computed} "
                           f"stage(s) this run finished and everything cached before are kept: fix the input and "
                           f"run again to resume")
 
-    def _run_stage(self, stage: Stage, scale: int, images: dict[str, torch.Tensor], force: bool,
-                   store: ResultsStore, run_id: str, summary: RunSummary, scene: Scene | None = None) -> torch.Tensor:
-        cached = None if force else self.cache.get(stage.key)
-        if cached is not None:
-            store.record_timing(run_id, stage.key, stage.method, stage.scene, 0.0, cached=True)
-            return cached
-        # One process computes a stage at a time: a concurrent run on the same cache waits here and
-        # then finds the entry the other one wrote.
-        with self.cache.lock(stage.key):
-            cached = None if force else self.cache.get(stage.key)
-            if cached is not None:
-                store.record_timing(run_id, stage.key, stage.method, stage.scene, 0.0, cached=True)
-                return cached
-            inputs = [images[key] if key in images else self.cache.get(key) for key in stage.inputs]
-            if any(x is None for x in inputs):
-                raise RuntimeError(f"stage {stage.method} on {stage.scene}: an input is missing from the cache")
-            start = time.perf_counter()
-            try:
-                with torch.no_grad():
-                    output, retried = self._compute(stage, scale, inputs)
-                    output = output.detach().to("cpu", torch.float32)
-            except StageError as exc:
-                raise StageError(f"{exc}; the {summary.stages_computed} stage(s) this run finished are kept in "
-                                 f"the cache") from exc
-            except (ValueError, RuntimeError, IndexError) as exc:
-                raise self._stage_failure(stage, scene, exc, summary) from exc
-            seconds = time.perf_counter() - start
-            metadata = {"method": stage.method, "kind": stage.kind, "scene": stage.scene,
-                        "inputs": list(stage.inputs), "seconds": seconds, "run_id": run_id}
-            if retried:
-                metadata["tile_after_out_of_memory"] = retried[-1]
-                summary.memory_retries.append((stage.method, stage.scene, list(retried)))
-            stored = self.cache.put(stage.key, output, metadata)
-        store.record_timing(run_id, stage.key, stage.method, stage.scene, seconds, cached=False)
-        summary.stages_computed += 1
-        summary.compute_seconds += seconds
-        return stored
+    def _executor(self, name: str):
+        """The executor `name` ("local" or "ray") for this run."""
+        worker = self.worker()
+        if name == "ray":
+            from pipelines.executors import RayExecutor
+
+            runtime = self.profile.runtime
+            # Remote hosts choose their own device from the profile's setting.
+            remote = replace(worker, device_setting=runtime.device)
+            return RayExecutor(remote, self.cache, self.log, address=runtime.ray_address,
+                               gpus_per_task=runtime.gpus_per_task, cpus_per_task=runtime.cpus_per_task,
+                               workers=runtime.workers,
+                               **self.ray_options)
+        return LocalExecutor(worker, self.cache, self.log)
 
     def _score(self, scene: Scene, final_key: str, output: torch.Tensor) -> dict[str, float]:
         """PSNR/SSIM per convention (with a ground truth) and MEF-SSIM, cached by content."""
@@ -418,16 +340,17 @@ class Runner:
             for name in methods:
                 self._instance(name, scale)
 
-    def _scan_scenes(self, datasets: dict, summary: RunSummary) -> list[tuple[int, str, str, str]]:
+    def _scan_scenes(self, datasets: dict, summary: RunSummary) -> list[ScannedScene]:
         """Load every scene once before any work: unreadable, corrupt or mismatched files fail here,
-        naming the file, before weights are trained or a stage runs. Returns (scale, name, over key,
-        under key) per scene; images are not kept (a scene is loaded again when its turn comes)."""
+        naming the file, before weights are trained or a stage runs. Images are not kept (a scene
+        is loaded again when its turn comes)."""
         scanned, shown = [], 5
         for scale, dataset in datasets.items():
             for name in tqdm(dataset.names(), desc=f"checking scenes x{scale}", disable=not self.show_progress,
                              leave=False):
                 scene = dataset.load(name)
-                scanned.append((scale, name, image_key(scene.over), image_key(scene.under)))
+                scanned.append(ScannedScene(scale, name, image_key(scene.over), image_key(scene.under),
+                                            tuple(scene.over.shape[-2:]), dict(scene.info.get("files") or {})))
                 before, after = scene.info.get("modcropped_from"), scene.info.get("hr_size")
                 if before is not None and after is not None and tuple(before) != tuple(after):
                     summary.modcropped[f"x{scale}/{name}"] = (tuple(before), tuple(after))
@@ -438,6 +361,34 @@ class Runner:
             self.log(f"note: ... {len(summary.modcropped) - shown} more scene(s) cropped to a multiple of the scale "
                      f"(all listed in the run manifest under 'modcropped')")
         return scanned
+
+    def _load_scene(self, datasets: dict, scanned: "ScannedScene") -> Scene:
+        """A scene, checked to be the one scanned before the run started."""
+        scene = datasets[scanned.scale].load(scanned.name)
+        if (image_key(scene.over), image_key(scene.under)) != (scanned.over_key, scanned.under_key):
+            files = ", ".join(str(v) for v in scanned.files.values())
+            raise DatasetError(f"scene {scanned.name!r}: input files changed while the run was going "
+                               f"({files or 'generated scene'}); run again")
+        return scene
+
+    def _batches(self, plan: list[PlannedScene], todo: set[str]) -> list[list[StageBatch]]:
+        """The stages in `todo` as batches, level by level: level 0 reads the scenes' images, level 1
+        reads level-0 outputs. A batch holds up to `runtime.batch_size` stages of one method and scale
+        on scenes whose inputs have equal sizes, in scene order."""
+        size = self.profile.runtime.batch_size
+        levels: list[dict[tuple, list[Stage]]] = [{}, {}]
+        for planned in plan:
+            raw = {planned.scanned.over_key, planned.scanned.under_key}
+            for stage in planned.stages:
+                if stage.key not in todo:
+                    continue
+                level = 0 if set(stage.inputs) <= raw else 1
+                group = (planned.scanned.scale, stage.method, stage.kind, planned.scanned.lr_size,
+                         tuple(k in raw for k in stage.inputs))
+                levels[level].setdefault(group, []).append(stage)
+        return [[StageBatch(method_name, kind, scale, tuple(stages[i:i + size]))
+                 for (scale, method_name, kind, *_), stages in groups.items() for i in range(0, len(stages), size)]
+                for groups in levels]
 
     def run(self, pipelines: list[str] | None = None, force: bool = False) -> RunSummary:
         """Run the named pipelines (default: all 34) on every scene and scale of the profile."""
@@ -460,56 +411,52 @@ class Runner:
         self.prepare_weights(methods)
         self.load_models(methods)
         identities = {(n, s): self._identity(n, s) for n in methods for s in self.profile.scales}
-        plan = []
-        for scale, name, over_key, under_key in scanned:
-            graph = build_scene_graph(name, over_key, under_key, specs, {n: identities[(n, scale)] for n in methods},
-                                      self._code_version())
-            plan.append((scale, name, over_key, under_key, graph, graph.stages_of([s.name for s in specs])))
+        plan, seen = [], set()
+        for entry in scanned:
+            graph = build_scene_graph(entry.name, entry.over_key, entry.under_key, specs,
+                                      {n: identities[(n, entry.scale)] for n in methods}, self._code_version())
+            # a stage shared with an earlier scene (identical inputs) is computed once
+            stages = [s for s in graph.stages_of([spec.name for spec in specs]) if not (s.key in seen or seen.add(s.key))]
+            plan.append(PlannedScene(entry, graph, stages))
+        files = {(entry.scale, entry.name): entry.files for entry in scanned}
         with ResultsStore(database) as store:
             run_id = store.start_run(self.profile.name, self.manifest())
             summary.run_id = run_id
-            summary.stages_total = sum(len(stages) for *_, stages in plan)
-            forced = {stage.key for *_, stages in plan for stage in stages} if force else set()
+            summary.stages_total = sum(len(p.stages) for p in plan)
+            forced = {stage.key for p in plan for stage in p.stages} if force else set()
             rows: list[tuple] = []
-            status, error = "failed", None
+            status, error, executor = "failed", None, None
             try:
-                with tqdm(total=summary.stages_total, desc="stages", unit="stage",
-                          disable=not self.show_progress) as bar:
-                    for scale, name, over_key, under_key, graph, stages in plan:
-                        scene = datasets[scale].load(name)
-                        if (image_key(scene.over), image_key(scene.under)) != (over_key, under_key):
-                            files = ", ".join(str(v) for v in (scene.info.get("files") or {}).values())
-                            raise DatasetError(f"scene {name!r}: input files changed while the run was going "
-                                               f"({files or 'generated scene'}); run again")
-                        images = {over_key: scene.over, under_key: scene.under}
-                        outputs = {}
-                        for stage in stages:
-                            bar.set_postfix_str(f"x{scale} {name} {stage.method}")
-                            outputs[stage.key] = self._run_stage(stage, scale, images, stage.key in forced, store,
-                                                                 run_id, summary, scene)
-                            forced.discard(stage.key)
-                            bar.update()
-                        self._publish_scene(scene, scale)
-                        for spec in specs:
-                            final = graph.finals[spec.name]
-                            values = self._score(scene, final, outputs[final])
-                            rows += [(f"x{scale}/{name}", spec.name, metric.split("|")[0], metric.split("|")[1], value)
-                                     for metric, value in values.items()]
-                            self._publish(final, self._output_path("images", f"x{scale}", spec.name, f"{name}.png"))
+                todo = set()
+                for planned in plan:
+                    for stage in planned.stages:
+                        if stage.key in forced or not self.cache.has(stage.key):
+                            todo.add(stage.key)
+                        else:
+                            store.record_timing(run_id, stage.key, stage.method, stage.scene, 0.0, cached=True)
+                with tqdm(total=summary.stages_total, initial=summary.stages_total - len(todo), desc="stages",
+                          unit="stage", disable=not self.show_progress) as bar:
+                    if todo:
+                        executor = self._executor(self.executor_name)
+                        self._execute(executor, self._batches(plan, todo), plan, datasets, files, forced, store,
+                                      run_id, summary, bar)
+                rows = self._score_and_publish(plan, datasets, specs)
                 status = "finished"
             except KeyboardInterrupt:
                 status, error = "interrupted", "interrupted"
                 raise
             except BaseException as exc:
-                error = _first_line(exc)
+                error = first_line(exc)
                 raise
             finally:
+                if executor is not None:
+                    executor.close()
                 summary.results = rows
                 summary.wall_seconds = time.perf_counter() - wall_start
                 manifest = self.manifest()
                 manifest.update(stages_total=summary.stages_total, stages_computed=summary.stages_computed,
                                 compute_seconds=summary.compute_seconds, wall_seconds=summary.wall_seconds,
-                                pipelines=[s.name for s in specs],
+                                pipelines=[s.name for s in specs], executor=self.executor_name,
                                 modcropped={k: [list(a), list(b)] for k, (a, b) in summary.modcropped.items()},
                                 memory_retries=[list(r) for r in summary.memory_retries])
                 if error is not None:
@@ -524,6 +471,67 @@ class Runner:
                     except Exception:  # noqa: BLE001 - the original error matters more
                         pass
         return summary
+
+    def _execute(self, executor, levels: list[list[StageBatch]], plan: list[PlannedScene], datasets: dict,
+                 files: dict, forced: set[str], store: ResultsStore, run_id: str, summary: RunSummary, bar) -> None:
+        """Compute the batches level by level with `executor`, storing every output in the stage
+        cache (and its timing in the database) as it arrives."""
+        scanned = {(p.scanned.scale, p.scanned.name): p.scanned for p in plan}
+        scale_of = {stage.key: p.scanned.scale for p in plan for stage in p.stages}
+        scene_images: dict[tuple[int, str], dict[str, torch.Tensor]] = {}
+
+        def load_inputs(stage: Stage) -> list[torch.Tensor]:
+            where = (scale_of[stage.key], stage.scene)
+            if where not in scene_images:  # the LR pair only: small, and read by many stages
+                scene = self._load_scene(datasets, scanned[where])
+                scene_images[where] = {scanned[where].over_key: scene.over, scanned[where].under_key: scene.under}
+            images = scene_images[where]
+            inputs = [images[key] if key in images else self.cache.get(key) for key in stage.inputs]
+            if any(x is None for x in inputs):
+                raise RuntimeError(f"stage {stage.method} on {stage.scene}: an input is missing from the cache")
+            return inputs
+
+        for batches in levels:
+            try:
+                for result in executor.run(batches, load_inputs, forced):
+                    for stage in result.found_cached:
+                        store.record_timing(run_id, stage.key, stage.method, stage.scene, 0.0, cached=True)
+                    share = result.seconds / max(len(result.computed), 1)
+                    for stage, output in zip(result.computed, result.outputs):
+                        metadata = {"method": stage.method, "kind": stage.kind, "scene": stage.scene,
+                                    "inputs": list(stage.inputs), "seconds": share, "run_id": run_id}
+                        if result.retried:
+                            metadata["tile_after_out_of_memory"] = result.retried[-1]
+                            summary.memory_retries.append((stage.method, stage.scene, list(result.retried)))
+                        self.cache.put(stage.key, output, metadata)
+                        store.record_timing(run_id, stage.key, stage.method, stage.scene, share, cached=False)
+                        summary.stages_computed += 1
+                        forced.discard(stage.key)
+                    summary.compute_seconds += result.seconds
+                    bar.update(len(result.computed) + len(result.found_cached))
+                    bar.set_postfix_str(f"x{result.batch.scale} {result.batch.method}")
+            except BatchError as exc:
+                raise self._batch_failure(exc, files, summary) from exc
+
+    def _score_and_publish(self, plan: list[PlannedScene], datasets: dict, specs: list[PipelineSpec]) -> list[tuple]:
+        """Score every pipeline's final image on every scene (metric cache included) and publish
+        the images; returns the result rows."""
+        rows: list[tuple] = []
+        for planned in tqdm(plan, desc="scoring", unit="scene", disable=not self.show_progress, leave=False):
+            entry = planned.scanned
+            scene = self._load_scene(datasets, entry)
+            self._publish_scene(scene, entry.scale)
+            for spec in specs:
+                final = planned.graph.finals[spec.name]
+                output = self.cache.get(final)
+                if output is None:
+                    raise RuntimeError(f"scene {entry.name!r}: the final image of {spec.name} is missing from the "
+                                       f"cache (removed while the run was going?); run again")
+                values = self._score(scene, final, output)
+                rows += [(f"x{entry.scale}/{entry.name}", spec.name, metric.split("|")[0], metric.split("|")[1], value)
+                         for metric, value in values.items()]
+                self._publish(final, self._output_path("images", f"x{entry.scale}", spec.name, f"{entry.name}.png"))
+        return rows
 
     @staticmethod
     def _code_version() -> str:

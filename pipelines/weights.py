@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,17 +45,12 @@ class ResolvedWeights:
 
 
 def save_model_checkpoint(network: torch.nn.Module, path: Path, metadata: dict) -> Path:
-    """Save `network`'s state dict with our metadata (method, size, scale, how it was trained), atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save({"state_dict": network.state_dict(), META_KEY: json.dumps(metadata, sort_keys=True)}, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Save `network`'s state dict with our metadata (method, size, scale, how it was trained),
+    atomically. Equal weights and metadata give equal bytes (saved through a file handle, so the
+    archive inside is not named after the temporary file), hence equal cache keys on any machine."""
+    from cfanet.training.state import save_atomic
+
+    return save_atomic({"state_dict": network.state_dict(), META_KEY: json.dumps(metadata, sort_keys=True)}, path)
 
 
 def checkpoint_metadata(path: Path) -> dict:

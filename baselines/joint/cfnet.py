@@ -191,6 +191,8 @@ class CFNet:
     """
 
     name: ClassVar[str] = "CF-Net"
+    # Inference autocast dtypes that change PSNR by < 0.05 dB on the demo scenes (tests/test_autocast.py).
+    autocast_dtypes: ClassVar[tuple[str, ...]] = ("bf16", "fp16")
     # Official: `option.py` defaults (64 features, 6 groups, 3 CFBs; x2/x4 differ only by the scale).
     # Small: the same code path with fewer features, groups and iterations, for the demo profile.
     configs: ClassVar[Mapping[str, Mapping]] = {
