@@ -697,7 +697,7 @@ class CFANet:
         return fused.flip(1) if self.config.channel_order == "bgr" else fused
 
     def _tile_size(self, x: torch.Tensor) -> int:
-        return tile_size_for(self.tile, self.device, self.bytes_per_input_pixel, tuple(x.shape[-2:]))
+        return tile_size_for(self.tile, self.device, self.bytes_per_input_pixel * x.shape[0], tuple(x.shape[-2:]))
 
     @torch.no_grad()
     def fuse_upscale(self, over: torch.Tensor, under: torch.Tensor) -> torch.Tensor:

@@ -64,7 +64,7 @@ def auto_tile_size(bytes_per_input_pixel: float, free_bytes: int, image_hw: tupl
     """Largest square tile (a multiple of `multiple`) whose estimated memory fits `safety * free_bytes`.
 
     Returns 0 (no tiling) when the whole image fits. `bytes_per_input_pixel` is the model's peak
-    memory per input pixel, measured once per model.
+    memory per input pixel, measured once per model, times the batch size.
     """
     budget = safety * free_bytes
     height, width = image_hw

@@ -158,10 +158,18 @@ class RayExecutor:
             self._started = True
         resources = ray.cluster_resources()
         gpus, cpus = float(resources.get("GPU", 0)), float(resources.get("CPU", 1))
+        nodes = [node.get("Resources", {}) for node in ray.nodes() if node.get("Alive")]
+        node_cpus = max((int(n.get("CPU", 0)) for n in nodes), default=1) or 1
+        node_gpus = max((float(n.get("GPU", 0)) for n in nodes), default=0.0)
         use_gpus = gpus > 0 and worker.device_setting != "cpu" and gpus_per_task > 0
-        self.num_gpus = gpus_per_task if use_gpus else 0
+        # A task asking for more than the largest node has would wait forever: ask for what exists.
+        self.num_gpus = min(gpus_per_task, node_gpus) if use_gpus else 0
         threads = cpus_per_task or torch.get_num_threads()
-        slots = int(gpus / gpus_per_task) if use_gpus else int(cpus // threads)
+        if threads > node_cpus:
+            log(f"ray executor: {threads} CPU threads per task asked for, but the largest node has {node_cpus}; "
+                f"using {node_cpus} (CPU outputs may then differ from the local executor's in the last bit)")
+            threads = node_cpus
+        slots = int(gpus / self.num_gpus) if use_gpus else int(cpus // threads)
         self.in_flight = in_flight or max(1, 2 * max(slots, 1) * workers)
         # Each weights file goes into the object store once; workers on hosts without the file use it.
         shipped = {}

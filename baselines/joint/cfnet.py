@@ -187,7 +187,7 @@ class CFNet:
 
     Runtime options: `device`; `tile` (LR pixels per tile side; 0 = whole image on CPU and chosen
     from free memory on CUDA; -1 = never tile) and `tile_overlap` (the pair is tiled together).
-    fp32 only (the official code has no reduced-precision path).
+    The official code is fp32; the harness may autocast it (`autocast_dtypes`: PSNR moves < 0.05 dB).
     """
 
     name: ClassVar[str] = "CF-Net"
@@ -325,7 +325,7 @@ class CFNet:
         return (0.5 * sr_over[-1] + 0.5 * sr_under[-1]).flip(1)
 
     def _tile_size(self, x: torch.Tensor) -> int:
-        return tile_size_for(self.tile, self.device, self.bytes_per_input_pixel, tuple(x.shape[-2:]))
+        return tile_size_for(self.tile, self.device, self.bytes_per_input_pixel * x.shape[0], tuple(x.shape[-2:]))
 
     @torch.no_grad()
     def fuse_upscale(self, over: torch.Tensor, under: torch.Tensor) -> torch.Tensor:

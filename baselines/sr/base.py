@@ -112,7 +112,8 @@ class SuperResolver(abc.ABC):
 
     def _tile_size(self, lr: torch.Tensor) -> int:
         factor = 1.0 if self.precision == "fp32" else 0.5
-        return tile_size_for(self.tile, self.device, self.bytes_per_input_pixel * factor, tuple(lr.shape[-2:]))
+        batch_bytes = self.bytes_per_input_pixel * factor * lr.shape[0]
+        return tile_size_for(self.tile, self.device, batch_bytes, tuple(lr.shape[-2:]))
 
     def _autocast(self):
         if self.precision != "fp32":
