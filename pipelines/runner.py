@@ -12,8 +12,14 @@ What a long run on a shared machine needs, and where it is handled:
   A killed run leaves complete files or none, and its database row says `running` (reports read
   finished runs only).
 - **Concurrent runs** on one cache and database: renames are atomic, SQLite runs in WAL mode with
-  retries, and a file lock per stage makes a second process wait for the first one's entry instead
-  of computing the same stage again.
+  retries, and (local executor) the file locks of a batch's stages make a second process wait for
+  the first one's entries instead of computing the same stages again.
+
+Work is planned, then executed: the stages still missing from the cache become batches (one method
+and scale, up to `runtime.batch_size` scenes of equal size), level by level (stages that read the
+scenes' images, then stages that read their outputs); an executor (`pipelines.executors`: local
+or Ray) computes them and this process alone stores the outputs, scores the final images and
+publishes them, so results land the same whatever the executor.
 - **Bad inputs** fail before any work where they can be seen up front: every scene is loaded and
   checked (files readable, sizes, names usable as file names) and every model is loaded with its
   weights before the first stage. A failure that only shows when a stage runs (an image smaller
