@@ -191,3 +191,25 @@ def test_ray_missing_says_how_to_install(tmp_path, monkeypatch):
 def test_runtime_keys_are_checked(tmp_path, line, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         _config(tmp_path, extra=line)
+
+
+def test_cli_executor_option_reaches_the_runner(tmp_path, monkeypatch, capsys):
+    from pipelines import cli
+
+    seen = {}
+
+    class Recording(Runner):
+        def run(self, pipelines=None, force=False):
+            seen["executor"] = self.executor_name
+            raise KeyboardInterrupt  # stop before any work; the option is what is under test
+
+    monkeypatch.setattr("pipelines.runner.Runner", Recording)
+    config = tmp_path / "benchmark.toml"
+    config.write_text('[profiles.demo]\n[profiles.demo.runtime]\nexecutor = "local"\n')
+    for argv, expected in ((["run-all"], "local"), (["run-all", "--executor", "ray"], "ray"),
+                           (["run", "CF-Net", "--executor", "ray"], "ray")):
+        assert cli.main(["--config", str(config), *argv]) == cli.EXIT_INTERRUPTED
+        assert seen.pop("executor") == expected
+    with pytest.raises(SystemExit):
+        cli.main(["--config", str(config), "run-all", "--executor", "spark"])
+    assert "invalid choice: 'spark'" in capsys.readouterr().err
