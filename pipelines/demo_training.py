@@ -15,6 +15,7 @@ MEF-Net's loss as a stand-in; the metadata and reports say so.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import torch
@@ -101,7 +102,12 @@ def train_demo_weights(entry: MethodEntry, scale: int, profile: Profile, path: P
                          seed=settings.seed, amp=profile.runtime.amp)
     task = _task(entry, model, scale)
     run_dir = path.with_name(path.stem + "_training")
-    trainer = Trainer(task, train, val, config, run_dir, title=f"demo weights: {entry.name} x{scale}")
+    # A progress bar on a terminal; logs and pipes get one line per method instead of bar redraws.
+    on_terminal = sys.stderr.isatty()
+    if not on_terminal:
+        print(f"training demo weights: {entry.name} x{scale} ({settings.steps} steps)", file=sys.stderr, flush=True)
+    trainer = Trainer(task, train, val, config, run_dir, title=f"demo weights: {entry.name} x{scale}",
+                      progress=on_terminal)
     result = trainer.fit(resume=True)
     chosen = result.best_checkpoint or result.last_checkpoint
     model.network.load_state_dict(load_training_checkpoint(chosen)["model"])

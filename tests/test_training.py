@@ -463,3 +463,20 @@ def test_training_speed_is_measured_on_synthetic_batches():
     speed = measure_training_speed(JointTask(TinyJoint()), tiny_config(batch_size=2, patch_size=8), steps=2, warmup=1)
     assert speed["steps_per_second"] > 0 and speed["precision"] == "cpu, fp32, contiguous"
     assert (speed["batch_size"], speed["patch_size"], speed["scale"]) == (2, 8, SCALE)
+
+
+def test_demo_weights_training_prints_one_line_instead_of_a_bar_off_a_terminal(tmp_path, capfd):
+    """`run-all` in a log or pipe: a line per method, no progress-bar redraws filling the log."""
+    import tomllib
+
+    from pipelines.config import parse_config
+    from pipelines.demo_training import train_demo_weights
+    from pipelines.registry import method
+
+    text = "[profiles.demo]\n[profiles.demo.demo_training]\nsteps = 2\npatch_size = 16\nbatch_size = 2\n"
+    profile = parse_config(tomllib.loads(text), source="t.toml", base_dir=tmp_path).profile("demo")
+    path = train_demo_weights(method("RCAN"), 2, profile, tmp_path / "RCAN_x2.pt", "cpu")
+    assert path.is_file()
+    err = capfd.readouterr().err
+    assert "training demo weights: RCAN x2 (2 steps)" in err
+    assert "step/s" not in err and "\r" not in err
