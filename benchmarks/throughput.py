@@ -138,19 +138,6 @@ def measure(name: str, size: str, device: str, side: int, repeats: int, precisio
 
 # -- harness overhead -----------------------------------------------------------------------------
 
-def seeded_weights(entry, scale, profile, path, device):
-    """Demo weights without training: the method's configuration with seeded random weights (the
-    harness's cost, not the models' quality, is measured)."""
-    from pipelines.weights import save_model_checkpoint
-
-    cls = entry.load_class()
-    size = profile.model_size
-    model = cls.create(scale=scale, size=size, seed=0) if entry.kind in ("sr", "joint") else \
-        cls.create(size=size, seed=0)
-    save_model_checkpoint(model.network, path, {"method": entry.name, "size": size, "scale": scale,
-                                                "demo": True, "trainer": "seeded initialisation (benchmark)"})
-
-
 def harness_config(root: Path, args):
     """A demo profile in `root` with the benchmark's device, precision, batch and scene settings."""
     import tomllib
@@ -181,10 +168,11 @@ def ray_importable() -> bool:
 
 
 def harness_overhead(args, executors: list[str]) -> None:
+    from pipelines.demo_training import seeded_demo_weights
     from pipelines.runner import Runner
 
     def runner(config, executor):
-        r = Runner(config, weights_trainer=seeded_weights, show_progress=False, log=lambda *_: None,
+        r = Runner(config, weights_trainer=seeded_demo_weights, show_progress=False, log=lambda *_: None,
                    executor=executor)
         if executor == "ray":
             r.ray_options = {"num_cpus": os.cpu_count()}

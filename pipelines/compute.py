@@ -166,6 +166,10 @@ class StageWorker:
     def instance(self, name: str, scale: int):
         return self.model(name, scale).instance
 
+    def instances(self) -> dict[tuple[str, int], object]:
+        """The instances built in this process so far, by (method, scale)."""
+        return {key: model.instance for key, model in self._pool().items()}
+
     def _build(self, name: str, scale: int) -> LoadedModel:
         entry = method(name)
         cls = entry.load_class()

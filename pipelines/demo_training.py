@@ -123,3 +123,15 @@ def train_demo_weights(entry: MethodEntry, scale: int, profile: Profile, path: P
                 "train_split": f"demo train photographs, {DEMO_TRAIN_SCENES} scenes of {DEMO_TRAIN_HR_SIZE} px",
                 "last_record": history}
     return save_model_checkpoint(model.network, path, metadata)
+
+
+def seeded_demo_weights(entry: MethodEntry, scale: int, profile: Profile, path: Path, device: str) -> Path:
+    """Demo weights without training: the profile's configuration of the method with seeded random
+    weights, saved like trained ones. For measuring and testing the engine (its cost and behaviour
+    do not depend on the weights' values), passed as `Runner(weights_trainer=...)`."""
+    cls = entry.load_class()
+    size = profile.model_size
+    model = (cls.create(scale=scale, size=size, seed=0) if entry.kind in ("sr", "joint")
+             else cls.create(size=size, seed=0))
+    return save_model_checkpoint(model.network, path, {"method": entry.name, "size": size, "scale": scale,
+                                                       "demo": True, "trainer": "seeded initialisation"})

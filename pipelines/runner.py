@@ -196,9 +196,8 @@ class Runner:
 
     @property
     def _instances(self) -> dict:
-        from pipelines.compute import _POOL
-
-        return {key: model.instance for key, model in _POOL.get(self._token, {}).items()}
+        """The models this process has built for the run so far, by (method, scale)."""
+        return self.worker().instances()
 
     # -- execution --------------------------------------------------------------------------------
 
@@ -210,15 +209,18 @@ class Runner:
         except OutOfMemoryStageError as exc:
             raise StageError(str(exc)) from exc
 
-    def _batch_failure(self, error: BatchError, scenes: dict, summary: RunSummary) -> StageError:
-        """A one-line StageError naming the scenes of the failed batch, their input files and the method."""
+    def _batch_failure(self, error: BatchError, scanned: dict[tuple[int, str], ScannedScene],
+                       summary: RunSummary) -> StageError:
+        """A one-line StageError naming the scenes of the failed batch, their input files (from
+        `scanned`, by (scale, scene name)) and the method."""
         batch, cause = error.batch, error.cause
         text = cause if isinstance(cause, str) else first_line(cause)
         if isinstance(cause, OutOfMemoryStageError):
             return StageError(f"{text}; the {summary.stages_computed} stage(s) this run finished are kept in the cache")
         where = []
         for stage in batch.stages:
-            files = scenes.get((batch.scale, stage.scene), {})
+            entry = scanned.get((batch.scale, stage.scene))
+            files = entry.files if entry is not None else {}
             where.append(f"scene {stage.scene!r}" + (f" ({', '.join(str(v) for v in files.values())})" if files else ""))
         return StageError(f"{'; '.join(where)}: {batch.method} failed: {text}; the {summary.stages_computed} "
                           f"stage(s) this run finished and everything cached before are kept: fix the input and "
@@ -377,6 +379,23 @@ class Runner:
                                f"({files or 'generated scene'}); run again")
         return scene
 
+    def _plan(self, specs: list[PipelineSpec], scanned: list[ScannedScene]) -> list[PlannedScene]:
+        """Every scene's stage graph and the stages the pipelines need from it; a stage shared with
+        an earlier scene (identical inputs) is planned once. Weights must be prepared."""
+        methods = self._methods_of(specs)
+        identities = {(n, s): self._identity(n, s) for n in methods for s in self.profile.scales}
+        plan, seen = [], set()
+        for entry in scanned:
+            graph = build_scene_graph(entry.name, entry.over_key, entry.under_key, specs,
+                                      {n: identities[(n, entry.scale)] for n in methods}, self._code_version())
+            stages = []
+            for stage in graph.stages_of([spec.name for spec in specs]):
+                if stage.key not in seen:
+                    seen.add(stage.key)
+                    stages.append(stage)
+            plan.append(PlannedScene(entry, graph, stages))
+        return plan
+
     def _batches(self, plan: list[PlannedScene], todo: set[str]) -> list[list[StageBatch]]:
         """The stages in `todo` as batches, level by level: level 0 reads the scenes' images, level 1
         reads level-0 outputs. A batch holds up to `runtime.batch_size` stages of one method and scale
@@ -416,15 +435,7 @@ class Runner:
         self.log(f"preparing weights for {len(methods)} methods ({self.profile.name} profile)")
         self.prepare_weights(methods)
         self.load_models(methods)
-        identities = {(n, s): self._identity(n, s) for n in methods for s in self.profile.scales}
-        plan, seen = [], set()
-        for entry in scanned:
-            graph = build_scene_graph(entry.name, entry.over_key, entry.under_key, specs,
-                                      {n: identities[(n, entry.scale)] for n in methods}, self._code_version())
-            # a stage shared with an earlier scene (identical inputs) is computed once
-            stages = [s for s in graph.stages_of([spec.name for spec in specs]) if not (s.key in seen or seen.add(s.key))]
-            plan.append(PlannedScene(entry, graph, stages))
-        files = {(entry.scale, entry.name): entry.files for entry in scanned}
+        plan = self._plan(specs, scanned)
         with ResultsStore(database) as store:
             run_id = store.start_run(self.profile.name, self.manifest())
             summary.run_id = run_id
@@ -444,8 +455,8 @@ class Runner:
                           unit="stage", disable=not self.show_progress) as bar:
                     if todo:
                         executor = self._executor(self.executor_name)
-                        self._execute(executor, self._batches(plan, todo), plan, datasets, files, forced, store,
-                                      run_id, summary, bar)
+                        self._execute(executor, self._batches(plan, todo), plan, datasets, forced, store, run_id,
+                                      summary, bar)
                 rows = self._score_and_publish(plan, datasets, specs)
                 status = "finished"
             except KeyboardInterrupt:
@@ -479,7 +490,7 @@ class Runner:
         return summary
 
     def _execute(self, executor, levels: list[list[StageBatch]], plan: list[PlannedScene], datasets: dict,
-                 files: dict, forced: set[str], store: ResultsStore, run_id: str, summary: RunSummary, bar) -> None:
+                 forced: set[str], store: ResultsStore, run_id: str, summary: RunSummary, bar) -> None:
         """Compute the batches level by level with `executor`, storing every output in the stage
         cache (and its timing in the database) as it arrives."""
         scanned = {(p.scanned.scale, p.scanned.name): p.scanned for p in plan}
@@ -512,12 +523,11 @@ class Runner:
                         self.cache.put(stage.key, output, metadata)
                         store.record_timing(run_id, stage.key, stage.method, stage.scene, share, cached=False)
                         summary.stages_computed += 1
-                        forced.discard(stage.key)
                     summary.compute_seconds += result.seconds
                     bar.update(len(result.computed) + len(result.found_cached))
                     bar.set_postfix_str(f"x{result.batch.scale} {result.batch.method}")
             except BatchError as exc:
-                raise self._batch_failure(exc, files, summary) from exc
+                raise self._batch_failure(exc, scanned, summary) from exc
 
     def _score_and_publish(self, plan: list[PlannedScene], datasets: dict, specs: list[PipelineSpec]) -> list[tuple]:
         """Score every pipeline's final image on every scene (metric cache included) and publish

@@ -22,8 +22,7 @@ from pipelines.config import ConfigError, parse_config
 from pipelines.executors import BatchError, LocalExecutor, RayExecutor, StageBatch
 from pipelines.graph import Stage
 from pipelines.catalog import find_pipeline
-from pipelines.graph import build_scene_graph
-from pipelines.runner import PlannedScene, Runner, RunSummary, StageError, open_profile_dataset
+from pipelines.runner import Runner, RunSummary, StageError, open_profile_dataset
 
 from test_runner import seeded_weights
 
@@ -97,13 +96,10 @@ def test_batches_group_equal_size_scenes_per_method_and_level(tmp_path):
 
 def test_batch_plan_respects_size_levels_and_batch_size(tmp_path):
     runner = _runner(tmp_path, batch_size=2, scenes=3)
-    runner.prepare_weights(["SRFBN"])
-    datasets = {2: open_profile_dataset(runner.profile, 2)}
-    scanned = runner._scan_scenes(datasets, RunSummary("", tmp_path, tmp_path / "db"))
-    specs = [find_pipeline("SRFBN+MGFF"), find_pipeline("MGFF+SRFBN")]
-    identities = {n: runner._identity(n, 2) for n in ("SRFBN", "MGFF")}
-    plan = [PlannedScene(s, g, g.stages_of([p.name for p in specs])) for s in scanned
-            for g in [build_scene_graph(s.name, s.over_key, s.under_key, specs, identities, "v")]]
+    runner.prepare_weights(["SRFBN", "MGFF"])
+    scanned = runner._scan_scenes({2: open_profile_dataset(runner.profile, 2)},
+                                  RunSummary("", tmp_path, tmp_path / "db"))
+    plan = runner._plan([find_pipeline("SRFBN+MGFF"), find_pipeline("MGFF+SRFBN")], scanned)
     todo = {stage.key for p in plan for stage in p.stages}
     level0, level1 = runner._batches(plan, todo)
     # level 0: SRFBN on both exposures of the three scenes (all the same size: one group of six),

@@ -12,17 +12,10 @@ import pytest
 
 from pipelines.config import ConfigError, parse_config
 from pipelines.runner import Runner
-from pipelines.weights import checkpoint_metadata, save_model_checkpoint
+from pipelines.demo_training import seeded_demo_weights as seeded_weights
+from pipelines.weights import checkpoint_metadata
 
 PIPELINES = ["SRFBN+MGFF", "MGFF+SRFBN", "Fast-SPD-MEF+DBPN", "CF-Net"]
-
-
-def seeded_weights(entry, scale, profile, path, device):
-    cls = entry.load_class()
-    model = cls.create(scale=scale, size="small", seed=0) if entry.kind in ("sr", "joint") else \
-        cls.create(size="small", seed=0)
-    save_model_checkpoint(model.network, path, {"method": entry.name, "size": "small", "scale": scale,
-                                                "demo": True, "trainer": "seeded initialisation (test)"})
 
 
 def _config(tmp_path, extra=""):
