@@ -64,42 +64,26 @@ PEAK_FLOPS = {"H100": {"bf16": 989e12, "fp16": 989e12, "fp32": 67e12},
               "H200": {"bf16": 989e12, "fp16": 989e12, "fp32": 67e12}}
 
 MEASURE = r"""
-import contextlib, json, resource, sys, time, torch
+import json, resource, sys, time, torch
 from pipelines.registry import method
 name, size, device, side, repeats, precision, batch = sys.argv[1:8]
 side, repeats, batch = int(side), int(repeats), int(batch)
 entry = method(name)
-cls = entry.load_class()
-# the precision asked for applies only to methods that list it; the others run in fp32
-used = precision if entry.deep and precision in getattr(cls, "autocast_dtypes", ()) else "fp32"
+# the precision asked for applies only to methods that list it; the others run in fp32 (as the runner does)
+options = entry.runtime_options(precision=precision)
+used = options.get("precision", "fp32")
 torch.manual_seed(0)
-if not entry.deep:
-    model = cls()
-elif entry.kind == "sr":
-    model = cls.create(scale=2, size=size, seed=0, device=device, precision=used)
-elif entry.kind == "joint":
-    model = cls.create(scale=2, size=size, seed=0, device=device)
-else:
-    model = cls.create(size=size, seed=0, device=device)
-channels_last = device.startswith("cuda") and hasattr(model, "network")
+model = entry.create(2, size, seed=0, device=device, **options) if entry.deep else entry.create(2)
+channels_last = device.startswith("cuda") and hasattr(model, "use_channels_last")
 if channels_last:
-    model.network.to(memory_format=torch.channels_last)
+    model.use_channels_last()
 memory_format = torch.channels_last if channels_last else torch.contiguous_format
 x = torch.rand(batch, 3, side, side, device=device).contiguous(memory_format=memory_format)
 y = torch.rand(batch, 3, side, side, device=device).contiguous(memory_format=memory_format)
-dtypes = {"bf16": torch.bfloat16, "fp16": torch.float16}
-def autocast():
-    # SR models autocast inside (precision= at construction), the others are wrapped here
-    if used == "fp32" or entry.kind == "sr":
-        return contextlib.nullcontext()
-    return torch.autocast(torch.device(device).type, dtype=dtypes[used])
+inputs = (x,) if entry.kind == "sr" else (x, y)
 def call():
-    with torch.no_grad(), autocast():
-        if entry.kind == "sr":
-            return model.upscale(x)
-        if entry.kind == "joint":
-            return model.fuse_upscale(x, y)
-        return model.fuse(x, y)
+    with torch.no_grad():
+        return getattr(model, entry.call)(*inputs)
 base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 call()  # warm-up
 if device.startswith("cuda"):
@@ -206,7 +190,9 @@ def harness_overhead(args, executors: list[str]) -> None:
 # -- main -----------------------------------------------------------------------------------------
 
 def main() -> None:
-    from pipelines.registry import METHODS
+    from pipelines.registry import methods
+
+    registered = methods().specs
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", choices=("official", "small"), default="official")
@@ -215,7 +201,7 @@ def main() -> None:
     parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
                         help="autocast dtype for methods that list it in autocast_dtypes (default fp32)")
     parser.add_argument("--batch", type=int, default=1, help="images per call (default 1)")
-    parser.add_argument("--methods", nargs="*", help="subset of methods (default: all 10 components)")
+    parser.add_argument("--methods", nargs="*", help="subset of methods (default: every registered method)")
     parser.add_argument("--no-harness", action="store_true", help="skip the harness overhead section")
     parser.add_argument("--executors", default=None,
                         help="comma-separated executors for the harness section (default: local, plus ray "
@@ -238,9 +224,9 @@ def main() -> None:
         unknown = [e for e in executors if e not in ("local", "ray")]
         if unknown or not executors:
             parser.error(f"--executors: expected a comma-separated subset of local,ray, got {args.executors!r}")
-    unknown = [m for m in args.methods or () if m not in METHODS]
+    unknown = [m for m in args.methods or () if m not in registered]
     if unknown:
-        parser.error(f"unknown method(s) {', '.join(unknown)}; known: {', '.join(METHODS)}")
+        parser.error(f"unknown method(s) {', '.join(unknown)}; known: {', '.join(registered)}")
 
     device_name = platform.processor() or platform.machine()
     if args.device.startswith("cuda"):
@@ -254,7 +240,7 @@ def main() -> None:
           + f", batch {args.batch}")
     print(f"{'method':<13}{'input':>9}{'prec':>6}{'images/s':>10}{'peak MiB':>10}{'GFLOP/img':>10}"
           + ("  % of peak" if peak else ""))
-    for name, entry in METHODS.items():
+    for name, entry in registered.items():
         if args.methods and name not in args.methods:
             continue
         for side in SIZES[entry.kind]:

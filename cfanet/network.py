@@ -76,7 +76,6 @@ on CUDA, only when the image does not fit in free memory.
 
 from __future__ import annotations
 
-import contextlib
 import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
@@ -87,6 +86,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cfanet.adapter import DeepMethod
 from cfanet.checkpoint import CheckpointError, check_state_dict, read_checkpoint, unwrap_state_dict
 from cfanet.feedback import (
     CFB,
@@ -100,7 +100,8 @@ from cfanet.feedback import (
     reconstruct,
 )
 from cfanet.losses import CoupledLossWeights, coupled_ssim_loss, coupled_ssim_terms
-from cfanet.tiling import tile_size_for, tiled_apply
+from cfanet.methods import register_method
+from cfanet.tiling import tiled_apply
 
 # CF-Net re-injects the other branch's feedback after this projection group.
 RE_GUIDE_AFTER = 3
@@ -436,7 +437,9 @@ def _field(batch, name: str):
     return value
 
 
-class CFANet:
+@register_method("joint", tiles=True, tile_tolerance=2e-2, paper_order=2, proposed=True,
+                 note="the proposed method; tiles change its attention statistics (pooled per tile)")
+class CFANet(DeepMethod):
     """CFANet behind the harness convention: `fuse_upscale(over, under)` takes two float32 RGB
     (N, 3, H, W) LR exposures in [0, 1] and returns the fused HR image, float32 RGB
     (N, 3, scale*H, scale*W) in [0, 1], on the inputs' device.
@@ -459,7 +462,6 @@ class CFANet:
     configs: ClassVar[Mapping[str, Mapping]] = CONFIGS
     ablations: ClassVar[Mapping[str, Mapping]] = ABLATIONS
     output_modes: ClassVar[tuple[str, ...]] = ("round", "float")
-    precisions: ClassVar[tuple[str, ...]] = ("fp32", "bf16")
     # CF-Net's measured peak (fp32, no grad) per LR pixel of the pair; the attention adds only
     # (N, m, 1, 1) tensors.
     bytes_per_input_pixel: ClassVar[float] = 100_000.0
@@ -472,19 +474,12 @@ class CFANet:
         if output_mode not in self.output_modes:
             raise ValueError(f"{self.name}: output_mode must be one of {', '.join(self.output_modes)}, "
                              f"got {output_mode!r}")
-        if precision not in self.precisions:
-            raise ValueError(f"{self.name}: precision must be one of {', '.join(self.precisions)}, got {precision!r}")
         scale = network.scale if scale is None else scale
         if scale != network.scale:
             raise ValueError(f"{self.name}: scale {scale} does not match the network's x{network.scale}")
-        self.device = torch.device(device)
-        self.network = network.eval().to(self.device)
-        self.channels_last = channels_last
-        if channels_last:
-            self.network = self.network.to(memory_format=torch.channels_last)
-        self.scale = scale
-        self.output_mode, self.tile, self.precision = output_mode, tile, precision
-        self.tile_overlap = self.default_tile_overlap if tile_overlap is None else tile_overlap
+        self._setup(network, device=device, tile=tile, tile_overlap=tile_overlap, precision=precision,
+                    channels_last=channels_last)
+        self.scale, self.output_mode = scale, output_mode
         self.loss_weights = loss_weights or CoupledLossWeights()
         self.weights = weights
 
@@ -628,10 +623,6 @@ class CFANet:
         partial.replace(path)
         return path
 
-    @property
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.network.parameters())
-
     # -- conventions ------------------------------------------------------------------------------
 
     def to_network(self, rgb: torch.Tensor) -> torch.Tensor:
@@ -644,11 +635,6 @@ class CFANet:
         """The network's [0, 255] (its channel order) -> harness float32 RGB [0, 1] (not quantised)."""
         x = image_255.flip(1) if self.config.channel_order == "bgr" else image_255
         return x.float() / PEAK
-
-    def _autocast(self):
-        if self.precision == "bf16":
-            return torch.autocast(self.device.type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
 
     # -- inference and training -------------------------------------------------------------------
 
@@ -695,9 +681,6 @@ class CFANet:
             sr_over, sr_under = self.network(self.to_network(over), self.to_network(under), all_outputs=False)
         fused = 0.5 * sr_over[-1].float() + 0.5 * sr_under[-1].float()
         return fused.flip(1) if self.config.channel_order == "bgr" else fused
-
-    def _tile_size(self, x: torch.Tensor) -> int:
-        return tile_size_for(self.tile, self.device, self.bytes_per_input_pixel * x.shape[0], tuple(x.shape[-2:]))
 
     @torch.no_grad()
     def fuse_upscale(self, over: torch.Tensor, under: torch.Tensor) -> torch.Tensor:

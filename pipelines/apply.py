@@ -1,72 +1,43 @@
 """`cfanet-bench apply METHOD`: run one method on one input from the command line.
 
-Methods are looked up by name (case-insensitive) in `APPLICABLE`, a table of import paths so that
-a method's dependencies load only when it is used. Three kinds, as in DESIGN.md:
+Any registered method works (`pipelines.registry`: built-in, plugins, `benchmark.toml`), by name
+(case-insensitive). What it takes follows its kind (`cfanet.methods`):
 
-- `mef`: `fuse(over, under)` on a pair of same-size images (MGFF, Fast-SPD-MEF, MEF-Net, U2Fusion);
-- `joint`: `fuse_upscale(over, under)` on an LR pair (CF-Net);
-- `sr`: `upscale(lr)` on one image (DBPN, RCAN, SRFBN, SwinIR).
+- `mef`: `fuse(over, under)` on a pair of same-size images;
+- `joint`: `fuse_upscale(over, under)` on an LR pair;
+- `sr`: `upscale(lr)` on one image.
 
-Deep methods need weights: `--weights FILE`, or the profile's `[profiles.P.weights]` entry
-(`NAME` for MEF-Net/U2Fusion, `NAME.xS` with `--scale S` for scale-specific models).
+Methods with weights need them: `--weights FILE`, or the profile's `[profiles.P.weights]` entry
+(`NAME` for scale-free methods, `NAME.xS` with `--scale S` for scale-specific ones).
 """
 
 from __future__ import annotations
 
-import importlib
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-
-@dataclass(frozen=True)
-class Applicable:
-    kind: str          # "mef", "joint" or "sr"
-    target: str        # "module:Class"
-    needs_weights: bool
+from cfanet.methods import MethodSpec
 
 
-APPLICABLE = {
-    "MGFF": Applicable("mef", "baselines.mef.mgff:MGFF", False),
-    "Fast-SPD-MEF": Applicable("mef", "baselines.mef.fast_spd_mef:FastSpdMef", False),
-    "MEF-Net": Applicable("mef", "baselines.mef.mefnet:MEFNet", True),
-    "U2Fusion": Applicable("mef", "baselines.mef.u2fusion:U2Fusion", True),
-    "CF-Net": Applicable("joint", "baselines.joint.cfnet:CFNet", True),
-    "DBPN": Applicable("sr", "baselines.sr.dbpn:DBPN", True),
-    "RCAN": Applicable("sr", "baselines.sr.rcan:RCAN", True),
-    "SRFBN": Applicable("sr", "baselines.sr.srfbn:SRFBN", True),
-    "SwinIR": Applicable("sr", "baselines.sr.swinir:SwinIR", True),
-}
-
-
-def lookup(name: str) -> tuple[str, Applicable]:
-    """The canonical name and entry for `name`; an unknown name lists the available ones."""
-    by_lower = {key.lower(): key for key in APPLICABLE}
-    key = by_lower.get(name.lower())
-    if key is None:
-        raise KeyError(f"unknown method {name!r} for apply; available: {', '.join(APPLICABLE)}")
-    return key, APPLICABLE[key]
-
-
-def load_method(name: str, weights: str | Path | None = None, scale: int | None = None, device: str = "cpu"):
-    """Instantiate method `name`; deep methods load `weights` strictly (the scale is read from them)."""
-    key, entry = lookup(name)
-    module_name, class_name = entry.target.split(":")
-    cls = getattr(importlib.import_module(module_name), class_name)
-    if not entry.needs_weights:
-        return cls()
+def load_method(spec: MethodSpec, weights: str | Path | None = None, scale: int | None = None, device: str = "cpu",
+                size: str | None = None):
+    """Instantiate `spec`'s method; one with weights loads them strictly (the scale is read from them;
+    `size` names the configuration where the loader cannot read it from the weights)."""
+    if not spec.deep:
+        return spec.create(scale or 2)
     if weights is None:
-        raise KeyError(f"{key} needs weights: pass --weights FILE or configure them in benchmark.toml")
-    kwargs = {"device": device}
-    if entry.kind in ("sr", "joint"):
-        kwargs["scale"] = scale
-    return cls.from_checkpoint(weights, **kwargs)
+        raise KeyError(f"{spec.name} needs weights: pass --weights FILE or configure them in benchmark.toml")
+    if size is None and Path(weights).suffix in (".pt", ".pth") and Path(weights).is_file():
+        from pipelines.model_files import checkpoint_metadata
+
+        size = checkpoint_metadata(Path(weights)).get("size")  # our own files say their configuration
+    return spec.load(weights, scale, size=size, device=device)
 
 
-def apply_method(name: str, output: str | Path, *, over: str | Path | None = None, under: str | Path | None = None,
+def apply_method(spec: MethodSpec, output: str | Path, *, over: str | Path | None = None, under: str | Path | None = None,
                  image: str | Path | None = None, weights: str | Path | None = None, scale: int | None = None,
-                 device: str = "cpu") -> dict:
-    """Run method `name` on files, write the result to `output` atomically; returns a summary.
+                 device: str = "cpu", size: str | None = None) -> dict:
+    """Run method `spec` on files, write the result to `output` atomically; returns a summary.
 
     Inputs are read and checked (readable, same size for a pair) before the model is loaded, so a
     bad file fails fast and names itself.
@@ -74,8 +45,8 @@ def apply_method(name: str, output: str | Path, *, over: str | Path | None = Non
     from cfanet.data.degrade import check_same_size
     from cfanet.images import read_image, write_image
 
-    key, entry = lookup(name)
-    if entry.kind == "sr":
+    key = spec.name
+    if spec.kind == "sr":
         if image is None or over is not None or under is not None:
             raise KeyError(f"{key} is an SR model: give one --input image")
         inputs = {"input": read_image(image)}
@@ -85,17 +56,12 @@ def apply_method(name: str, output: str | Path, *, over: str | Path | None = Non
         inputs = {"over": read_image(over), "under": read_image(under)}
         check_same_size({str(over): tuple(inputs["over"].shape[-2:]), str(under): tuple(inputs["under"].shape[-2:])},
                         "apply")
-    method = load_method(key, weights, scale, device)
+    method = load_method(spec, weights, scale, device, size)
     start = time.perf_counter()
-    if entry.kind == "sr":
-        result = method.upscale(inputs["input"])
-    elif entry.kind == "joint":
-        result = method.fuse_upscale(inputs["over"], inputs["under"])
-    else:
-        result = method.fuse(inputs["over"], inputs["under"])
+    result = getattr(method, spec.call)(*inputs.values())
     seconds = time.perf_counter() - start
     written = write_image(output, result)
-    summary = {"method": key, "kind": entry.kind, "output": str(written), "size": list(result.shape[-2:]),
+    summary = {"method": key, "kind": spec.kind, "output": str(written), "size": list(result.shape[-2:]),
                "seconds": round(seconds, 4)}
     summary.update({role: str(path) for role, path in (("over", over), ("under", under), ("input", image)) if path})
     if weights is not None:

@@ -31,14 +31,18 @@ def _config(args):
 
 
 def cmd_list(args) -> int:
-    from pipelines.catalog import all_pipelines
-    from pipelines.registry import METHODS, weights_status
+    from pipelines.catalog import ORDERS, profile_grid
+    from pipelines.registry import methods, weights_status
 
-    profile = _config(args).profile(args.profile)
-    specs = all_pipelines()
+    config = _config(args)
+    profile = config.profile(args.profile)
+    table = methods(config)
+    grid = profile_grid(table, profile.grid, config.source, profile.name)
+    specs = grid.pipelines()
+    in_grid = {name for spec in specs for name in spec.components}
     weights = {}
-    for name in METHODS:
-        statuses = [weights_status(profile, name, scale) for scale in profile.scales]
+    for name, entry in table.specs.items():
+        statuses = [weights_status(profile, entry, scale) for scale in profile.scales]
         if statuses[0] is None:
             weights[name] = "no weights needed"
         else:
@@ -47,18 +51,21 @@ def cmd_list(args) -> int:
                                  "none": "NOT CONFIGURED"}.get(s.source) or
                                 (f"found {s.path}" if s.found else f"MISSING {s.path}")) for s in statuses)
     if args.json:
-        print(json.dumps({"profile": profile.name, "pipelines": [spec.__dict__ for spec in specs],
-                          "methods": {name: {"kind": e.kind, "weights": weights[name], "note": e.note}
-                                      for name, e in METHODS.items()}}, indent=2))
+        print(json.dumps({"profile": profile.name, "pipelines": [spec.describe() for spec in specs],
+                          "methods": {name: {**e.describe(), "weights": weights[name], "in_grid": name in in_grid}
+                                      for name, e in table.specs.items()}}, indent=2))
         return 0
-    for order in ("SR+MEF", "MEF+SR", "joint"):
+    for order in ORDERS:
         group = [s.name for s in specs if s.order == order]
         print(f"{order} ({len(group)}):")
         print("  " + "\n  ".join(group))
-    print(f"{len(specs)} methods")
-    print(f"\ncomponents and their weights (profile {profile.name}):")
-    for name, entry in METHODS.items():
-        print(f"  {name:<13}{entry.kind:<6}{weights[name]}" + (f"  [{entry.note}]" if entry.note else ""))
+    print(f"{len(specs)} methods ({len(grid.sr)} SR x {len(grid.mef)} MEF both ways + {len(grid.joint)} joint)")
+    print(f"\nregistered methods and their weights (profile {profile.name}; * = in the grid):")
+    for name, entry in table.specs.items():
+        note = entry.note or entry.not_trainable
+        source = "" if entry.source == "built-in" else f"  <{entry.source}>"
+        print(f"  {'*' if name in in_grid else ' '} {name:<13}{entry.kind:<6}{weights[name]}{source}"
+              + (f"  [{note}]" if note else ""))
     return 0
 
 
@@ -80,41 +87,58 @@ def _read_same_size(paths: dict[str, str]):
 
 
 def cmd_score(args) -> int:
-    from cfanet.metrics.mef_ssim import mef_ms_ssim
-    from cfanet.metrics.psnr_ssim import get_convention, psnr, ssim
+    """Every metric of the registry that the given files allow (those needing the ground truth only
+    with --gt), as JSON: `<name>` the score, `<name>_<fact>` metric-specific facts (MEF-SSIM's
+    per-scale values), `<name>_reference` how a convention-free metric is computed."""
+    from cfanet.metrics.psnr_ssim import get_convention
+    from cfanet.metrics.registry import METRICS, References
 
     convention = get_convention(args.convention)
     images = _read_same_size({"over": args.over, "under": args.under, "fused": args.fused, "gt": args.gt})
+    refs = References(gt=images.get("gt"), gt_over=images["over"], gt_under=images["under"])
     result = {"fused": args.fused, "convention": convention.name, "convention_description": convention.describe(),
               "scale": args.scale}
     if "gt" in images:
         result["gt"] = args.gt
-        result["psnr"] = psnr(images["fused"], images["gt"], convention=convention.name, scale=args.scale)
-        result["ssim"] = ssim(images["fused"], images["gt"], convention=convention.name, scale=args.scale)
-    mef = mef_ms_ssim([images["over"], images["under"]], images["fused"])
-    result["mef_ssim"] = mef.score
-    result["mef_ssim_per_scale"] = list(mef.per_scale)
-    result["mef_ssim_reference"] = "official mef_ms_ssim.m (3 scales, rgb2gray on uint8), sources = over, under"
+    for metric in METRICS:
+        if not metric.available(refs):
+            continue
+        value, extras = metric.compute_details(images["fused"], refs, convention.name, args.scale)
+        result[metric.name] = value
+        result.update({f"{metric.name}_{key}": item for key, item in extras.items()})
+        if not metric.convention_dependent:
+            result[f"{metric.name}_reference"] = metric.description
     print(json.dumps(result, indent=2, allow_nan=True))
     return 0
 
 
 def cmd_apply(args) -> int:
-    from pipelines.apply import apply_method, lookup
+    from pipelines.apply import apply_method
+    from pipelines.registry import method
 
+    config = _config(args)
+    spec = method(args.method, config)
     weights = args.weights
-    if weights is None:
-        key, entry = lookup(args.method)
-        if entry.needs_weights:
-            from pipelines.catalog import weight_keys
+    size = None
+    if weights is None and spec.deep:
+        # The profile's weights: a configured file, or demo weights that a run has already made.
+        from pipelines.registry import weights_status
+        from pipelines.weights import demo_weights_path
 
-            profile = _config(args).profile(args.profile)
-            scales = (args.scale,) if args.scale else profile.scales
-            configured = [profile.weights[k] for k in weight_keys(key, scales) if k in profile.weights]
-            weights = configured[0] if configured else None
+        profile = config.profile(args.profile)
+        scale = args.scale or profile.scales[0]
+        status = weights_status(profile, spec, scale)
+        if status.source == "configured":
+            weights = status.path
+        elif status.source == "demo":
+            demo = demo_weights_path(profile, spec, scale, Path(profile.cache_dir))
+            if not demo.is_file():
+                raise KeyError(f"{spec.name} needs weights: pass --weights FILE, configure weights.\"{status.key}\" in "
+                               f"{config.source}, or make the demo weights with `cfanet-bench run {spec.name}` first")
+            weights, size = demo, "small"
     try:
-        summary = apply_method(args.method, args.output, over=args.over, under=args.under, image=args.input,
-                               weights=weights, scale=args.scale, device=args.device)
+        summary = apply_method(spec, args.output, over=args.over, under=args.under, image=args.input,
+                               weights=weights, scale=args.scale, device=args.device, size=size)
     except ValueError as exc:
         from cfanet.checkpoint import CheckpointError
         from cfanet.data.scene import DatasetError

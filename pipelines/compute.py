@@ -6,16 +6,18 @@ executor calls one in the driver process and the Ray executor ships the same obj
 Models are built on first use and kept for the rest of the run in a per-process pool, so each
 process loads each model once however many stages it computes.
 
-On the GPU path a model runs under autocast (`runtime.amp`, dtype `runtime.amp_dtype`) only when
-its class lists that dtype in `autocast_dtypes` (the dtypes tests/test_autocast.py shows change
-PSNR by less than 0.05 dB); inputs and weights are channels-last on CUDA (`runtime.channels_last`);
-tiles are sized from the free device memory; a batch of equal-size scenes is one forward pass.
+Every method is built through its descriptor (`cfanet.methods.MethodSpec`), which passes each the
+runtime options it supports: tiling (`runtime.tile_size`, `runtime.tile_overlap`) to every method
+that tiles, and on the GPU path an autocast precision (`runtime.amp`, dtype `runtime.amp_dtype`)
+only to methods whose class lists that dtype in `autocast_dtypes` (the dtypes
+tests/test_autocast.py shows change PSNR by less than 0.05 dB); inputs and weights are
+channels-last on CUDA (`runtime.channels_last`); tiles are sized from the free device memory; a
+batch of equal-size scenes is one forward pass.
 Outputs always leave as float32 on the CPU, and metrics are computed from them in fp32.
 """
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import os
 import tempfile
@@ -26,8 +28,8 @@ from pathlib import Path
 
 import torch
 
+from cfanet.methods import MethodSpec
 from pipelines.config import RuntimeConfig
-from pipelines.registry import method
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
@@ -101,15 +103,19 @@ def weights_files_of(path: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(path.parent.glob(path.name + ".*")) if p.is_file()}
 
 
-def inference_precision(cls, runtime: RuntimeConfig, device: torch.device) -> str:
+def inference_precision(spec: MethodSpec, runtime: RuntimeConfig, device: torch.device) -> str:
     """"fp32", or the autocast dtype name when the profile asks for AMP on CUDA and the method
     tolerates that dtype."""
-    if runtime.amp and device.type == "cuda" and runtime.amp_dtype in getattr(cls, "autocast_dtypes", ()):
+    if runtime.amp and device.type == "cuda" and runtime.amp_dtype in spec.autocast_dtypes:
         return runtime.amp_dtype
     return "fp32"
 
 
-_AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+def runtime_options(spec: MethodSpec, runtime: RuntimeConfig, device: torch.device) -> dict:
+    """The options `spec`'s class is built with from the profile's runtime settings: tiling for
+    methods that tile, the autocast precision where it applies."""
+    return spec.runtime_options(tile=runtime.tile_size, tile_overlap=runtime.tile_overlap or None,
+                                precision=inference_precision(spec, runtime, device))
 
 # Per-process model pool: the pool of the most recent run only (a process serves one run at a
 # time; dropping older pools frees their device memory).
@@ -121,24 +127,19 @@ class LoadedModel:
     """A method's instance in this process and how it is called."""
 
     instance: object
-    kind: str
-    precision: str = "fp32"
+    spec: MethodSpec
     channels_last: bool = False
-
-    def autocast(self, device: torch.device):
-        """Autocast around the call for methods that do not cast inside (SR models do)."""
-        if self.precision == "fp32" or self.kind == "sr":
-            return contextlib.nullcontext()
-        return torch.autocast(device.type, dtype=_AUTOCAST_DTYPES[self.precision])
 
 
 @dataclass(frozen=True)
 class StageWorker:
     """Computes batches of stages of one run; picklable (models are built in the process that
-    computes). `weights[(method, scale)]` is None for classical methods."""
+    computes). `specs[method]` describes each method (pickled by reference to its class, so a remote
+    process imports the class's module); `weights[(method, scale)]` is None for classical methods."""
 
     runtime: RuntimeConfig
     device_setting: str
+    specs: dict[str, MethodSpec]
     weights: dict[tuple[str, int], WeightsFile | None]
     min_tile: int = 32
     threads: int | None = None  # torch intra-op threads in the computing process (None: leave as is)
@@ -171,40 +172,25 @@ class StageWorker:
         return {key: model.instance for key, model in self._pool().items()}
 
     def _build(self, name: str, scale: int) -> LoadedModel:
-        entry = method(name)
-        cls = entry.load_class()
+        spec = self.specs[name]
         weights = self.weights.get((name, scale))
-        device, runtime = self.device, self.runtime
+        device = self.device
+        options = runtime_options(spec, self.runtime, device)
         if weights is None:
-            return LoadedModel(cls(), entry.kind)
-        path = weights.local_path()
-        precision = inference_precision(cls, runtime, device)
-        if entry.kind == "sr":
-            instance = cls.from_checkpoint(path, scale=scale, size=weights.size, device=device,
-                                           tile=runtime.tile_size, tile_overlap=runtime.tile_overlap or None,
-                                           precision=precision)
-        elif entry.kind == "joint":
-            instance = cls.from_checkpoint(path, scale=scale, device=device)
+            instance = spec.create(scale, device=device, **options) if spec.deep else spec.create(scale)
         else:
-            instance = cls.from_checkpoint(path, device=device)
-        channels_last = device.type == "cuda" and runtime.channels_last and hasattr(instance, "network")
+            instance = spec.load(weights.local_path(), scale, size=weights.size, device=device, **options)
+        channels_last = (device.type == "cuda" and self.runtime.channels_last
+                         and callable(getattr(instance, "use_channels_last", None)))
         if channels_last:
-            instance.network.to(memory_format=torch.channels_last)
-        return LoadedModel(instance, entry.kind, precision, channels_last)
+            instance.use_channels_last()
+        return LoadedModel(instance, spec, channels_last)
 
     # -- computation ------------------------------------------------------------------------------
 
     @staticmethod
-    def _call(model: LoadedModel, inputs: list[torch.Tensor], device: torch.device) -> torch.Tensor:
-        instance = model.instance
-        with model.autocast(device):
-            if model.kind == "sr":
-                out = instance.upscale(inputs[0])
-            elif model.kind == "mef":
-                out = instance.fuse(inputs[0], inputs[1])
-            else:
-                out = instance.fuse_upscale(inputs[0], inputs[1])
-        return out.float()
+    def _call(model: LoadedModel, inputs: list[torch.Tensor]) -> torch.Tensor:
+        return getattr(model.instance, model.spec.call)(*inputs).float()
 
     @staticmethod
     def current_tile(instance, image: torch.Tensor) -> int | None:
@@ -246,7 +232,7 @@ class StageWorker:
             problem = None
             try:
                 with torch.no_grad():
-                    return self._call(model, inputs, device).to("cpu", torch.float32).contiguous(), retried
+                    return self._call(model, inputs).to("cpu", torch.float32).contiguous(), retried
             except Exception as exc:  # noqa: BLE001 - only memory errors are retried, others re-raised
                 if not is_out_of_memory(exc):
                     raise

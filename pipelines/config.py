@@ -17,6 +17,10 @@ Layout::
                                  # tile_overlap, workers, executor, ray_address, gpus_per_task, cpus_per_task
     [profiles.<name>.weights]    # method name -> checkpoint path (per scale: "RCAN.x2")
     [profiles.<name>.demo_training]  # steps and patch size for demo weights
+    [profiles.<name>.grid]       # sr, mef, joint: the methods that enter the comparison
+                                 # (default: the paper's 4 SR x 4 MEF both ways + 2 joint)
+    [methods.<NAME>]             # your own method: target = "package.module:Class", its kind
+                                 # (when the class does not declare one) and weights
 """
 
 from __future__ import annotations
@@ -106,6 +110,31 @@ class DemoTrainingConfig:
 
 
 @dataclass(frozen=True)
+class GridConfig:
+    """Which methods enter the comparison, by kind, in table order. A kind left out takes the
+    paper's methods of that kind (those whose descriptor has a `paper_order`)."""
+
+    sr: tuple[str, ...] | None = None
+    mef: tuple[str, ...] | None = None
+    joint: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class MethodDeclaration:
+    """A method declared in `benchmark.toml` (`[methods.NAME]`): its class as "module:Class"; its
+    kind and whether it loads weights when the class carries no `register_method` descriptor; its
+    weights (one path, or a table by scale: `{ x2 = "...", x4 = "..." }`), used by every profile
+    that does not configure `NAME` / `NAME.xS` itself."""
+
+    target: str
+    kind: Literal["sr", "mef", "joint"] | None = None
+    deep: bool | None = None
+    scale_specific: bool | None = None
+    weights: Path | dict[str, Path] | None = None
+    note: str = ""
+
+
+@dataclass(frozen=True)
 class Profile:
     name: str
     scales: tuple[int, ...] = (2,)
@@ -117,6 +146,7 @@ class Profile:
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     demo_training: DemoTrainingConfig = field(default_factory=DemoTrainingConfig)
     weights: dict[str, Path] = field(default_factory=dict)
+    grid: GridConfig = field(default_factory=GridConfig)
 
 
 @dataclass(frozen=True)
@@ -124,6 +154,7 @@ class BenchmarkConfig:
     source: str
     default_profile: str
     profiles: dict[str, Profile]
+    methods: dict[str, MethodDeclaration] = field(default_factory=dict)
 
     def profile(self, name: str | None = None) -> Profile:
         """The named profile (default: `default_profile`); unknown names list the known ones."""
@@ -260,9 +291,12 @@ def _validate_profile(profile: Profile, source: str) -> None:
 def parse_config(table: dict, source: str = "<config>", base_dir: Path | None = None) -> BenchmarkConfig:
     """Validate a parsed TOML table; relative paths resolve against `base_dir`."""
     ctx = _Context(source, base_dir or Path.cwd())
-    unknown = sorted(set(table) - {"default_profile", "profiles"})
+    unknown = sorted(set(table) - {"default_profile", "profiles", "methods"})
     if unknown:
-        raise ConfigError(source, unknown[0], "unknown key (allowed at top level: default_profile, profiles)")
+        raise ConfigError(source, unknown[0], "unknown key (allowed at top level: default_profile, profiles, methods)")
+    methods = _convert(table.get("methods", {}), dict[str, MethodDeclaration], "methods", ctx)
+    for name, declared in methods.items():
+        _validate_declaration(name, declared, source)
     raw_profiles = table.get("profiles", {"demo": {}})
     if not isinstance(raw_profiles, dict) or not raw_profiles:
         raise ConfigError(source, "profiles", "expected at least one [profiles.<name>] table")
@@ -272,11 +306,37 @@ def parse_config(table: dict, source: str = "<config>", base_dir: Path | None = 
             raise ConfigError(source, f"profiles.{name}", "expected a table")
         profile = _build(Profile, body, f"profiles.{name}", ctx, name=name)
         _validate_profile(profile, source)
+        profile = dataclasses.replace(profile, weights={**declared_weights(methods, profile.scales), **profile.weights})
         profiles[name] = profile
     default = table.get("default_profile", "demo")
     if not isinstance(default, str) or default not in profiles:
         raise ConfigError(source, "default_profile", f"{default!r} is not a defined profile ({', '.join(sorted(profiles))})")
-    return BenchmarkConfig(source=source, default_profile=default, profiles=profiles)
+    return BenchmarkConfig(source=source, default_profile=default, profiles=profiles, methods=methods)
+
+
+def _validate_declaration(name: str, declared: MethodDeclaration, source: str) -> None:
+    key = f"methods.{name}"
+    module, _, attribute = declared.target.partition(":")
+    if not module or not attribute or not all(part.isidentifier() for part in module.split(".") + attribute.split(".")):
+        raise ConfigError(source, f"{key}.target", f"expected \"package.module:Class\", got {declared.target!r}")
+    if not name.strip() or any(c in name for c in "+/\\|"):
+        raise ConfigError(source, key, "a method name must be non-empty without '+', '/', '\\' or '|'")
+    if isinstance(declared.weights, dict):
+        for scale_key in declared.weights:
+            if scale_key not in ("x2", "x3", "x4"):
+                raise ConfigError(source, f"{key}.weights.{scale_key}", "expected x2, x3 or x4")
+
+
+def declared_weights(methods: dict[str, MethodDeclaration], scales: tuple[int, ...]) -> dict[str, Path]:
+    """`[methods.NAME].weights` as `[profiles.*.weights]` keys: `NAME` for one path, `NAME.xS` per scale."""
+    keys: dict[str, Path] = {}
+    for name, declared in methods.items():
+        if isinstance(declared.weights, dict):
+            keys.update({f"{name}.{scale_key}": path for scale_key, path in declared.weights.items()})
+        elif declared.weights is not None:
+            keys[name] = declared.weights
+            keys.update({f"{name}.x{s}": declared.weights for s in scales})
+    return keys
 
 
 def load_config(path: str | os.PathLike) -> BenchmarkConfig:

@@ -23,9 +23,9 @@ import torch.nn.functional as F
 
 from cfanet.training import JointTask, SRTask, Trainer, demo_config, demo_training_data
 from cfanet.training.state import load_training_checkpoint
+from cfanet.methods import MethodSpec
 from pipelines.config import Profile
-from pipelines.registry import MethodEntry
-from pipelines.weights import save_model_checkpoint
+from pipelines.model_files import save_model_checkpoint
 
 DEMO_TRAIN_SCENES = 16
 DEMO_VAL_SCENES = 2
@@ -81,7 +81,7 @@ class MefTask:
                 "num_parameters": sum(p.numel() for p in self.module.parameters())}
 
 
-def _task(entry: MethodEntry, model, scale: int):
+def _task(entry: MethodSpec, model, scale: int):
     if entry.kind == "sr":
         return SRTask(model)
     if entry.kind == "joint":
@@ -89,13 +89,10 @@ def _task(entry: MethodEntry, model, scale: int):
     return MefTask(model, entry.name, scale)
 
 
-def train_demo_weights(entry: MethodEntry, scale: int, profile: Profile, path: Path, device: str = "cpu") -> Path:
+def train_demo_weights(entry: MethodSpec, scale: int, profile: Profile, path: Path, device: str = "cpu") -> Path:
     """Train `entry`'s small configuration for the demo and save it at `path` with its provenance."""
     settings = profile.demo_training
-    cls = entry.load_class()
-    runtime = {"device": device}
-    model = (cls.create(scale=scale, size="small", seed=settings.seed, **runtime) if entry.kind in ("sr", "joint")
-             else cls.create(size="small", seed=settings.seed, **runtime))
+    model = entry.create(scale, "small", seed=settings.seed, device=device)
     train, val = demo_training_data(scale, hr_size=DEMO_TRAIN_HR_SIZE, seed=profile.dataset.seed,
                                     num_train=DEMO_TRAIN_SCENES, num_val=DEMO_VAL_SCENES)
     config = demo_config(max_steps=settings.steps, patch_size=settings.patch_size, batch_size=settings.batch_size,
@@ -125,13 +122,11 @@ def train_demo_weights(entry: MethodEntry, scale: int, profile: Profile, path: P
     return save_model_checkpoint(model.network, path, metadata)
 
 
-def seeded_demo_weights(entry: MethodEntry, scale: int, profile: Profile, path: Path, device: str) -> Path:
+def seeded_demo_weights(entry: MethodSpec, scale: int, profile: Profile, path: Path, device: str) -> Path:
     """Demo weights without training: the profile's configuration of the method with seeded random
     weights, saved like trained ones. For measuring and testing the engine (its cost and behaviour
     do not depend on the weights' values), passed as `Runner(weights_trainer=...)`."""
-    cls = entry.load_class()
     size = profile.model_size
-    model = (cls.create(scale=scale, size=size, seed=0) if entry.kind in ("sr", "joint")
-             else cls.create(size=size, seed=0))
+    model = entry.create(scale, size, seed=0)
     return save_model_checkpoint(model.network, path, {"method": entry.name, "size": size, "scale": scale,
                                                        "demo": True, "trainer": "seeded initialisation"})

@@ -7,7 +7,6 @@ import platform
 import sys
 from pathlib import Path
 
-from pipelines.catalog import DEEP_METHODS, weight_keys
 from pipelines.config import BenchmarkConfig, Profile
 
 PACKAGES = ("torch", "numpy", "scipy", "opencv-python-headless", "scikit-image", "pandas", "jinja2",
@@ -44,11 +43,14 @@ def data_report(profile: Profile) -> dict:
     return {"kind": data.kind, "root": str(root), "found": bool(root and Path(root).is_dir())}
 
 
-def weights_report(profile: Profile) -> dict[str, dict]:
-    """For every deep method and scale: the configured path and whether the file exists."""
+def weights_report(profile: Profile, config: BenchmarkConfig | None = None) -> dict[str, dict]:
+    """For every registered method with weights and every scale: the configured path and whether
+    the file exists."""
+    from pipelines.registry import methods
+
     report = {}
-    for method in DEEP_METHODS:
-        for key in weight_keys(method, profile.scales):
+    for spec in methods(config).specs.values():
+        for key in spec.weight_keys(profile.scales):
             path = profile.weights.get(key)
             if path is None:
                 status = "demo weights (trained on first use)" if profile.model_size == "small" else "not configured"
@@ -70,7 +72,7 @@ def doctor(config: BenchmarkConfig, profile_name: str | None = None) -> dict:
         "profile": profile.name,
         "device": device_report(),
         "data": data_report(profile),
-        "weights": weights_report(profile),
+        "weights": weights_report(profile, config),
     }
 
 

@@ -1,9 +1,10 @@
 """The stage graph of the 34 methods on one scene.
 
 SR+MEF for SR model S and MEF method M is `M(S(over), S(under))`; MEF+SR is `S(M(over, under))`.
-Stages are shared: each SR model upscales each LR exposure once and feeds all 4 MEF methods; each
-MEF method fuses the LR pair once and feeds all 4 SR models. Per scene that is 8 + 16 = 24 SR runs,
-4 + 16 = 20 MEF runs and 2 joint runs, 46 in all, instead of 48 + 32 + 2 without sharing.
+Stages are shared: each SR model upscales each LR exposure once and feeds every MEF method; each
+MEF method fuses the LR pair once and feeds every SR model. With s SR models, m MEF methods and j
+joint methods that is 2s + sm SR runs, m + sm MEF runs and j joint runs per scene (46 for the
+paper's 4 x 4 + 2), instead of 3sm + sm + j without sharing.
 """
 
 from __future__ import annotations
@@ -57,14 +58,15 @@ class SceneGraph:
 
 
 def build_scene_graph(scene: str, over_key: str, under_key: str, specs: list[PipelineSpec],
-                      identities: dict[str, dict], code_version: str) -> SceneGraph:
+                      identities: dict[str, dict]) -> SceneGraph:
     """Stages for `specs` on one scene. `identities[method]` is what identifies a method's
-    computation in the cache (configuration and weights hash)."""
+    computation in the cache: `config` (configuration, scale, runtime options), `weights_sha256`
+    and `code` (the digest of the code that computes it)."""
     graph = SceneGraph(scene)
 
     def stage(method: str, kind: str, inputs: tuple[str, ...]) -> str:
         ident = identities[method]
-        key = stage_key(method, ident.get("config", {}), ident.get("weights_sha256"), list(inputs), code_version)
+        key = stage_key(method, ident.get("config", {}), ident.get("weights_sha256"), list(inputs), ident.get("code", ""))
         return graph.add(Stage(key, method, kind, inputs, scene))
 
     for spec in specs:

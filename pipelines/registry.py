@@ -1,63 +1,149 @@
-"""Registry of every method by name: its kind, where its implementation lives, which weights it
-reads and whether they are found.
+"""The one registry of methods: built-in, from installed packages, and from `benchmark.toml`.
 
-Implementations are named by import path and loaded only when a method is built, so listing the
-registry costs nothing and one method's missing dependency never breaks another.
+Every method is a class carrying a `cfanet.methods.MethodSpec` (its `register_method` decorator).
+They are found in three places, and everything that needs methods (the grid of compared pipelines,
+`apply`, `train`, `list`, `doctor`, the runner and its executors, the benchmarks, the tests) asks
+this module:
+
+- **built-in**: every module of the packages in `BUILTIN_PACKAGES` is imported once and its
+  decorated classes registered; a new model file in `baselines/sr/` is found without any list
+  being edited;
+- **entry points** of the group `cfanet_bench.methods` in installed distributions
+  (`[project.entry-points."cfanet_bench.methods"] MyNet = "my_pkg.model:MyNet"`): the object may be
+  a decorated class, a `MethodSpec`, or a module whose decorated classes all register;
+- **`benchmark.toml`**: `[methods.NAME] target = "package.module:Class"` (plus `kind` when the
+  class is not decorated, and its weights).
+
+A broken plugin is an error naming it, when it is used; it never breaks the built-in methods.
 """
 
 from __future__ import annotations
 
+import difflib
 import importlib
+import importlib.metadata
+import inspect
+import pkgutil
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pipelines.catalog import JOINT_MODELS, MEF_METHODS, SR_MODELS, weight_keys
-from pipelines.config import Profile
+from cfanet.methods import KINDS, MethodError, MethodSpec, MethodTable, spec_of
+from pipelines.config import BenchmarkConfig, ConfigError, MethodDeclaration, Profile
 
-Kind = Literal["sr", "mef", "joint"]
-
-
-@dataclass(frozen=True)
-class MethodEntry:
-    """One method: `target` is "module:Class"; deep methods load weights and have a small config."""
-
-    name: str
-    kind: Kind
-    target: str
-    deep: bool
-    trainable_here: bool = True   # False: training needs resources this machine cannot have
-    note: str = ""
-
-    def load_class(self):
-        module_name, class_name = self.target.split(":")
-        return getattr(importlib.import_module(module_name), class_name)
+ENTRY_POINT_GROUP = "cfanet_bench.methods"
+# Packages (walked recursively) and modules whose decorated classes are the built-in methods.
+BUILTIN_PACKAGES = ("baselines", "cfanet.network")
 
 
-METHODS: dict[str, MethodEntry] = {entry.name: entry for entry in (
-    MethodEntry("DBPN", "sr", "baselines.sr.dbpn:DBPN", True),
-    MethodEntry("RCAN", "sr", "baselines.sr.rcan:RCAN", True),
-    MethodEntry("SRFBN", "sr", "baselines.sr.srfbn:SRFBN", True),
-    MethodEntry("SwinIR", "sr", "baselines.sr.swinir:SwinIR", True),
-    MethodEntry("MGFF", "mef", "baselines.mef.mgff:MGFF", False),
-    MethodEntry("Fast-SPD-MEF", "mef", "baselines.mef.fast_spd_mef:FastSpdMef", False),
-    MethodEntry("MEF-Net", "mef", "baselines.mef.mefnet:MEFNet", True),
-    MethodEntry("U2Fusion", "mef", "baselines.mef.u2fusion:U2Fusion", True, trainable_here=False,
-                note="training needs pretrained VGG-16 features, which cannot be downloaded here"),
-    MethodEntry("CF-Net", "joint", "baselines.joint.cfnet:CFNet", True),
-    MethodEntry("CFANet", "joint", "cfanet.network:CFANet", True),
-)}
-assert tuple(n for n, e in METHODS.items() if e.kind == "sr") == SR_MODELS
-assert tuple(n for n, e in METHODS.items() if e.kind == "mef") == MEF_METHODS
-assert tuple(n for n, e in METHODS.items() if e.kind == "joint") == JOINT_MODELS
+def _specs_in_module(module) -> list[MethodSpec]:
+    """The methods a module defines (not those it imports from elsewhere)."""
+    return [obj.method_spec for obj in vars(module).values()
+            if inspect.isclass(obj) and obj.__module__ == module.__name__
+            and isinstance(getattr(obj, "method_spec", None), MethodSpec) and obj.method_spec.cls is obj]
 
 
-def method(name: str) -> MethodEntry:
-    """The entry called `name` (case-insensitive)."""
-    by_lower = {key.lower(): entry for key, entry in METHODS.items()}
-    if name.lower() not in by_lower:
-        raise KeyError(f"unknown method {name!r}; known: {', '.join(METHODS)}")
-    return by_lower[name.lower()]
+def _modules_of(name: str) -> list[str]:
+    module = importlib.import_module(name)
+    names = [name]
+    if hasattr(module, "__path__"):
+        names += [info.name for info in pkgutil.walk_packages(module.__path__, prefix=f"{name}.")]
+    return names
+
+
+def _order(spec: MethodSpec) -> tuple:
+    return (KINDS.index(spec.kind), spec.paper_order is None, spec.paper_order or 0, spec.name.lower())
+
+
+@lru_cache(maxsize=1)
+def builtin_methods() -> tuple[MethodSpec, ...]:
+    """The package's own methods, kinds in order SR, MEF, joint, the paper's first (in its order)."""
+    specs = []
+    for package in BUILTIN_PACKAGES:
+        for module_name in _modules_of(package):
+            specs += _specs_in_module(importlib.import_module(module_name))
+    return tuple(sorted(specs, key=_order))
+
+
+def _load_entry_point(entry) -> list[MethodSpec]:
+    where = f"entry point {entry.name!r} = {entry.value!r} ({ENTRY_POINT_GROUP}"
+    where += f", distribution {entry.dist.name})" if getattr(entry, "dist", None) else ")"
+    try:
+        obj = entry.load()
+    except Exception as exc:  # noqa: BLE001 - any import failure of a plugin is reported, naming it
+        raise MethodError(f"{where}: cannot be imported: {type(exc).__name__}: {exc}") from exc
+    if inspect.ismodule(obj):
+        specs = _specs_in_module(obj)
+        if not specs:
+            raise MethodError(f"{where}: the module defines no class decorated with register_method")
+        return [spec.with_source(f"entry point {entry.name}") for spec in specs]
+    spec = spec_of(obj, source=where)
+    return [spec.with_source(f"entry point {entry.name}")]
+
+
+@lru_cache(maxsize=1)
+def plugin_methods() -> tuple[MethodSpec, ...]:
+    """Methods of installed distributions, through the `cfanet_bench.methods` entry points."""
+    specs: list[MethodSpec] = []
+    for entry in sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        specs += _load_entry_point(entry)
+    return tuple(specs)
+
+
+def declared_method(name: str, declared: MethodDeclaration, source: str) -> MethodSpec:
+    """The method `[methods.NAME]` of a configuration file declares."""
+    key = f"methods.{name}.target"
+    module_name, _, attribute = declared.target.partition(":")
+    try:
+        obj = importlib.import_module(module_name)
+        for part in attribute.split("."):
+            obj = getattr(obj, part)
+    except Exception as exc:  # noqa: BLE001 - reported as a config error naming the key
+        raise ConfigError(source, key, f"cannot import {declared.target!r}: {type(exc).__name__}: {exc}") from exc
+    given = {field: getattr(declared, field) for field in ("deep", "scale_specific") if getattr(declared, field) is not None}
+    if declared.note:
+        given["note"] = declared.note
+    try:
+        spec = getattr(obj, "method_spec", None) if inspect.isclass(obj) else None
+        if isinstance(spec, MethodSpec):
+            from dataclasses import replace
+
+            if declared.kind is not None and declared.kind != spec.kind:
+                raise MethodError(f"kind {declared.kind!r} given, but {declared.target} declares {spec.kind!r}")
+            return replace(spec, name=name, source=source, **given)
+        if isinstance(obj, MethodSpec):
+            return obj.with_source(source, name=name)
+        if declared.kind is None:
+            raise MethodError(f"{declared.target} carries no register_method descriptor: give its kind "
+                              f"(kind = \"sr\", \"mef\" or \"joint\")")
+        given.setdefault("deep", False)
+        return MethodSpec(name, declared.kind, obj, source=source, **given)
+    except MethodError as exc:
+        raise ConfigError(source, f"methods.{name}", str(exc)) from exc
+
+
+def methods(config: BenchmarkConfig | None = None) -> MethodTable:
+    """Every method: built-in, then plugins, then those `config` declares; names are unique
+    (case-insensitive) and a clash is an error naming both sources."""
+    table = MethodTable()
+    for spec in builtin_methods() + plugin_methods():
+        table.add(spec)
+    if config is not None:
+        for name, declared in config.methods.items():
+            table.add(declared_method(name, declared, f"{config.source} [methods.{name}]"))
+    return table
+
+
+def method(name: str, config: BenchmarkConfig | None = None) -> MethodSpec:
+    """The method called `name` (case-insensitive); an unknown name lists close matches."""
+    table = methods(config)
+    spec = table.find(name)
+    if spec is None:
+        close = difflib.get_close_matches(name, list(table.specs), n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else f"; known: {', '.join(table.specs)}"
+        raise KeyError(f"unknown method {name!r}{hint}")
+    return spec
 
 
 @dataclass(frozen=True)
@@ -71,17 +157,16 @@ class WeightsStatus:
     source: Literal["configured", "demo", "none"]
 
 
-def weights_status(profile: Profile, name: str, scale: int) -> WeightsStatus | None:
-    """Configured file (and whether it exists), else demo weights for a small-model profile; None
-    for classical methods."""
-    entry = method(name)
-    if not entry.deep:
+def weights_status(profile: Profile, spec: MethodSpec, scale: int) -> WeightsStatus | None:
+    """Configured file (and whether it exists), else demo weights for a small-model profile when the
+    method is trainable here or has a small configuration; None for methods without weights."""
+    if not spec.deep:
         return None
-    key = weight_keys(entry.name, (scale,))[0]
+    key = spec.weight_keys((scale,))[0]
     path = profile.weights.get(key)
     if path is not None:
         found = Path(path).is_file() or any(Path(path).parent.glob(Path(path).name + ".*"))
-        return WeightsStatus(entry.name, key, Path(path), found, "configured")
-    if profile.model_size == "small":
-        return WeightsStatus(entry.name, key, None, True, "demo")
-    return WeightsStatus(entry.name, key, None, False, "none")
+        return WeightsStatus(spec.name, key, Path(path), found, "configured")
+    if profile.model_size == "small" and "small" in spec.configs:
+        return WeightsStatus(spec.name, key, None, True, "demo")
+    return WeightsStatus(spec.name, key, None, False, "none")

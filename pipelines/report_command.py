@@ -1,5 +1,5 @@
-"""`cfanet-bench report`: render Table 1, Figure 3, per-image scores, comparisons with CFANet,
-runtimes and the run manifest from the profile's results database into one folder with an
+"""`cfanet-bench report`: render Table 1, Figure 3, per-image scores, comparisons with the reference
+method (CFANet in the paper's grid), runtimes and the run manifest from the profile's results database into one folder with an
 `index.html` (readable offline). Reads the results store only: no torch, no model, no data set.
 """
 
@@ -23,7 +23,8 @@ def add_report_parser(subparsers) -> argparse.ArgumentParser:
         "report", help="Table 1 (HTML, LaTeX), Figure 3 (PNG, PDF), per-image scores, significance, runtimes",
         description="Render the report of a profile's results database: Table 1 as in the paper (HTML and "
                     "LaTeX/booktabs), Figure 3 for one scene (PNG and PDF), per-image scores (HTML, CSV), every "
-                    "method against CFANet (paired bootstrap 95% CI, Wilcoxon signed-rank), runtime and "
+                    "method against the reference method, CFANet in the paper's grid (paired bootstrap 95% CI, "
+                    "Wilcoxon signed-rank), runtime and "
                     "parameters per method and the run manifest, linked from one index.html.")
     p.add_argument("--profile", help="profile whose results to report (default: the config's default)")
     p.add_argument("--run", metavar="RUN_ID", help="report this run only (default: for each method, the latest "
@@ -32,9 +33,9 @@ def add_report_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--scene", metavar="NAME", help="scene of Figure 3, e.g. coffee-00 or x2/coffee-00 "
                                                    "(default: the first scene in sorted order)")
     p.add_argument("--methods", nargs="+", metavar="METHOD",
-                   help="methods shown in Figure 3 (default: ten methods: "
-                        "SRFBN+MGFF RCAN+Fast-SPD-MEF SwinIR+MEF-Net DBPN+U2Fusion MGFF+SwinIR "
-                        "Fast-SPD-MEF+SRFBN MEF-Net+RCAN U2Fusion+DBPN CF-Net CFANet)")
+                   help="methods shown in Figure 3 (default: those of SRFBN+MGFF RCAN+Fast-SPD-MEF "
+                        "SwinIR+MEF-Net DBPN+U2Fusion MGFF+SwinIR Fast-SPD-MEF+SRFBN MEF-Net+RCAN U2Fusion+DBPN "
+                        "CF-Net CFANet that the run's grid holds and that have results)")
     p.add_argument("--convention", choices=("paper", "sr"),
                    help="PSNR/SSIM convention of Table 1, Figure 3 and the comparisons "
                         "(default: the profile's metrics.convention)")

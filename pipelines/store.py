@@ -36,9 +36,14 @@ CREATE TABLE IF NOT EXISTS results (
 CREATE TABLE IF NOT EXISTS stage_timings (
     run_id TEXT NOT NULL REFERENCES runs(run_id), stage_key TEXT NOT NULL, method TEXT NOT NULL,
     scene TEXT NOT NULL, seconds REAL NOT NULL, cached INTEGER NOT NULL,
+    scale INTEGER, inputs TEXT,
     PRIMARY KEY (run_id, stage_key)
 );
 """
+# Columns added after the first release, with their types: a database made before gets them on open
+# (NULL in old rows). `scale` and `inputs` (a JSON list of the stage's input keys: image keys or other
+# stages' keys) let the reports attribute stage times to pipelines whatever order stages ran in.
+ADDED_COLUMNS = {"stage_timings": (("scale", "INTEGER"), ("inputs", "TEXT"))}
 
 
 def is_busy_error(exc: BaseException) -> bool:
@@ -79,9 +84,23 @@ class ResultsStore:
         try:
             self._retry(lambda: self._connection.execute("PRAGMA journal_mode=WAL").fetchone())
             self._retry(lambda: self._connection.executescript(SCHEMA))
+            self._retry(self._add_columns)
         except BaseException:
             self._connection.close()
             raise
+
+    def _add_columns(self) -> None:
+        """Bring a database made by an older version to the current columns (`ADDED_COLUMNS`)."""
+        for table, columns in ADDED_COLUMNS.items():
+            present = {row[1] for row in self._connection.execute(f"PRAGMA table_info({table})")}
+            for name, kind in columns:
+                if name not in present:
+                    try:
+                        with self._connection:
+                            self._connection.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+                    except sqlite3.OperationalError as exc:
+                        if "duplicate column" not in str(exc).lower():  # another process added it first
+                            raise
 
     def _retry(self, operation: Callable[[], T]) -> T:
         return with_retries(operation, self.retry_seconds)
@@ -121,9 +140,14 @@ class ResultsStore:
         self._write("INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?)", [(run_id, *row) for row in rows],
                     many=True)
 
-    def record_timing(self, run_id: str, stage_key: str, method: str, scene: str, seconds: float, cached: bool) -> None:
-        self._write("INSERT OR REPLACE INTO stage_timings VALUES (?, ?, ?, ?, ?, ?)",
-                    (run_id, stage_key, method, scene, seconds, int(cached)))
+    def record_timing(self, run_id: str, stage_key: str, method: str, scene: str, seconds: float, cached: bool,
+                      *, scale: int | None = None, inputs: Iterable[str] | None = None) -> None:
+        """One stage of a run: the component that ran, the scene, its seconds (0 when `cached`), and
+        (for the reports' runtime attribution) the scale and the stage's input keys."""
+        self._write("INSERT OR REPLACE INTO stage_timings (run_id, stage_key, method, scene, seconds, cached, scale, "
+                    "inputs) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (run_id, stage_key, method, scene, seconds, int(cached), None if scale is None else int(scale),
+                     None if inputs is None else json.dumps(list(inputs))))
 
     def runs(self) -> list[dict]:
         rows = self._retry(lambda: self._connection.execute(

@@ -23,7 +23,6 @@ import sys
 from pathlib import Path
 
 EXIT_USAGE = 2
-TRAINABLE = ("CF-Net", "CFANet", "DBPN", "RCAN", "SRFBN", "SwinIR")
 DEMO_TRAIN_SCENES, DEMO_VAL_SCENES = 16, 4
 
 
@@ -34,7 +33,8 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
         description="Train a model on the profile's dataset with the project's trainer. Demo profiles train "
                     "the small configuration briefly on the demo train split; other profiles use the paper's "
                     "settings (batch 4, LR patch 64, Adam, lr x0.5 every 200 epochs).")
-    p.add_argument("model", metavar="MODEL", help=f"{', '.join(TRAINABLE)} (MEF-Net, U2Fusion: not trainable here)")
+    p.add_argument("model", metavar="MODEL", help="a trainable method: a joint network or an SR model "
+                                                  "(`cfanet-bench list --json` says which are trainable)")
     p.add_argument("--profile", help="profile whose dataset and sizes to use (default: the config's default)")
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--epochs", type=int, help="train this many epochs in total")
@@ -154,19 +154,19 @@ def cmd_train(args) -> int:
     from pipelines.config import find_config
     from pipelines.registry import method
 
-    entry = method(args.model)   # unknown names: KeyError, printed by the CLI
-    if not entry.trainable_here:
-        return _fail(f"{entry.name} cannot be trained here: {entry.note}. Configure its official weights "
+    config_file = find_config(getattr(args, "config", None))
+    entry = method(args.model, config_file)   # unknown names: KeyError, printed by the CLI
+    if not entry.deep:
+        return _fail(f"{entry.name} has no weights to train")
+    if not entry.trainable:
+        return _fail(f"{entry.name} cannot be trained here: {entry.not_trainable}. Configure its official weights "
                      f"(weights.\"{entry.name}\" in benchmark.toml) instead.")
     if entry.kind == "mef":
-        return _fail(f"training {entry.name} is not implemented yet (its MEF-SSIM training task will come); "
-                     f"use its official weights (weights.\"{entry.name}\" in benchmark.toml)")
-    try:
-        model_class = entry.load_class()
-    except (ImportError, AttributeError) as exc:
-        return _fail(f"{entry.name} is not available yet ({entry.target} cannot be imported: {exc})")
+        return _fail(f"training {entry.name} with `train` is not implemented yet (its MEF-SSIM training task will "
+                     f"come); use its official weights (weights.\"{entry.name}\" in benchmark.toml)")
+    model_class = entry.cls
 
-    profile = find_config(getattr(args, "config", None)).profile(args.profile)
+    profile = config_file.profile(args.profile)
     scale = args.scale or profile.scales[0]
     size = args.size or profile.model_size
     try:
@@ -176,7 +176,7 @@ def cmd_train(args) -> int:
     try:
         config = training_config(profile, args, supports_bf16=getattr(model_class, "supports_bf16", True))
         train, val, description = training_scenes(profile, scale, args)
-        model = model_class.create(scale, size=size, seed=config.seed, device=device)
+        model = entry.create(scale, size, seed=config.seed, device=device)
         task = JointTask(model) if entry.kind == "joint" else SRTask(model)
         output = Path(args.output) if args.output else (
             Path(profile.output_dir) / "training" / f"{entry.name}_x{scale}_{size}")

@@ -19,13 +19,11 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-
 from cfanet.checkpoint import sha256_file
+from cfanet.methods import MethodSpec
 from pipelines.config import ConfigError, Profile
-from pipelines.registry import MethodEntry, method, weights_status
-
-META_KEY = "cfanet_bench"
+from pipelines.model_files import checkpoint_metadata, save_model_checkpoint  # noqa: F401 - re-exported
+from pipelines.registry import weights_status
 
 
 @dataclass(frozen=True)
@@ -44,33 +42,15 @@ class ResolvedWeights:
         return {"weights_sha256": self.sha256, "config": {"size": self.size, "scale": self.scale}}
 
 
-def save_model_checkpoint(network: torch.nn.Module, path: Path, metadata: dict) -> Path:
-    """Save `network`'s state dict with our metadata (method, size, scale, how it was trained),
-    atomically. Equal weights and metadata give equal bytes (saved through a file handle, so the
-    archive inside is not named after the temporary file), hence equal cache keys on any machine."""
-    from cfanet.training.state import save_atomic
-
-    return save_atomic({"state_dict": network.state_dict(), META_KEY: json.dumps(metadata, sort_keys=True)}, path)
-
-
-def checkpoint_metadata(path: Path) -> dict:
-    """Our metadata stored in a checkpoint by `save_model_checkpoint`, or {} for other files."""
-    from cfanet.checkpoint import read_checkpoint
-
-    obj = read_checkpoint(path)
-    raw = obj.get(META_KEY) if isinstance(obj, dict) else None
-    return json.loads(raw) if isinstance(raw, str) else {}
-
-
-def check_paper_inputs(profile: Profile, methods: list[str]) -> None:
+def check_paper_inputs(profile: Profile, methods: list[MethodSpec]) -> None:
     """Fail before any work, naming every missing file, when a profile lacks data or weights."""
     missing = []
     data = profile.dataset
     if data.kind != "demo" and not (data.root and Path(data.root).is_dir()):
         missing.append(f"dataset.root {data.root} (dataset kind {data.kind!r})")
-    for name in methods:
+    for spec in methods:
         for scale in profile.scales:
-            status = weights_status(profile, name, scale)
+            status = weights_status(profile, spec, scale)
             if status is None or status.found:
                 continue
             where = status.path if status.path else "not configured"
@@ -80,26 +60,32 @@ def check_paper_inputs(profile: Profile, methods: list[str]) -> None:
                           + "\n  ".join(missing))
 
 
-def demo_training_signature(entry: MethodEntry, scale: int, profile: Profile) -> str:
-    """Hash of everything that determines a method's demo weights."""
-    from cfanet import __version__
+def demo_training_signature(entry: MethodSpec, scale: int, profile: Profile) -> str:
+    """Hash of everything that determines a method's demo weights: the settings, and the code of the
+    method and of the demo trainer (their import closures), so an edit to either trains anew."""
+    from pipelines.codehash import closure_digest
 
     training = profile.demo_training
     description = {"method": entry.name, "scale": scale, "size": "small", "steps": training.steps,
                    "patch": training.patch_size, "batch": training.batch_size, "seed": training.seed,
-                   "data_seed": profile.dataset.seed, "code": __version__}
+                   "data_seed": profile.dataset.seed,
+                   "code": closure_digest([entry.module, "pipelines.demo_training"])}
     return hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def resolve_weights(profile: Profile, name: str, scale: int, cache_dir: Path, device: str = "cpu",
+def demo_weights_path(profile: Profile, entry: MethodSpec, scale: int, cache_dir: Path) -> Path:
+    """Where the demo weights of `entry` at `scale` are (or will be) cached."""
+    return Path(cache_dir) / "demo_weights" / f"{entry.name}_x{scale}_{demo_training_signature(entry, scale, profile)}.pt"
+
+
+def resolve_weights(profile: Profile, entry: MethodSpec, scale: int, cache_dir: Path, device: str = "cpu",
                     trainer=None) -> ResolvedWeights | None:
-    """The weights `name` runs with at `scale` (None for classical methods).
+    """The weights method `entry` runs with at `scale` (None for methods without weights).
 
     `trainer(entry, scale, profile, path, device)` makes demo weights at `path`; the default is
     `pipelines.demo_training.train_demo_weights`.
     """
-    entry = method(name)
-    status = weights_status(profile, name, scale)
+    status = weights_status(profile, entry, scale)
     if status is None:
         return None
     if status.source == "configured":
@@ -115,7 +101,7 @@ def resolve_weights(profile: Profile, name: str, scale: int, cache_dir: Path, de
         return ResolvedWeights(entry.name, scale, path, digest, size, "configured")
     if status.source == "none":
         raise ConfigError(f"profile {profile.name!r}", f"weights.{status.key}", "not configured")
-    path = Path(cache_dir) / "demo_weights" / f"{entry.name}_x{scale}_{demo_training_signature(entry, scale, profile)}.pt"
+    path = demo_weights_path(profile, entry, scale, cache_dir)
     if not path.is_file():
         from pipelines.cache import file_lock
 

@@ -5,12 +5,17 @@
     <output>/table1_x<S>_standalone.tex    the same table in a document that compiles alone
     <output>/figure3_x<S>_<scene>.{png,pdf}
     <output>/per_image.{html,csv}          every per-image score (HTML sortable)
-    <output>/vs_cfanet.{html,csv}          every method against CFANet (bootstrap CI, Wilcoxon)
+    <output>/vs_cfanet.{html,csv}          every method against the reference method, CFANet in the paper's
+                                          grid (bootstrap CI, Wilcoxon); the file names stay fixed
     <output>/runtime.{html,csv}            seconds per scene and parameter count per method
     <output>/manifest.html, manifest_<run>.json
 
 File names never contain a name from the database as it is (scene names become letters, digits and
 a hash), so nothing is written outside `<output>`. Nothing here imports torch.
+
+Methods, their order and Table 1's layout come from the runs' grid (`reports.grid`); metrics, their
+labels, decimals and which enter Table 1 from the runs' metric descriptors (`reports.metrics`).
+Table 1 and the significance page show the Table 1 metrics; the per-image page and CSV show all.
 """
 
 from __future__ import annotations
@@ -21,18 +26,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipelines.catalog import all_pipelines, find_pipeline
-from reports.data import (CONVENTIONS, MEF_SSIM_DESCRIPTION, METRIC_LABELS, METRICS, PIPELINE_NAMES, ReportData,
-                          ReportError, load_report_data)
+from reports.data import CONVENTIONS, ReportData, ReportError, load_report_data
 from reports.figure3 import DEFAULT_METHODS, Figure3, render_figure3, resolve_scene, safe_name
-from reports.render import render_html, render_tex
+from reports.render import html_label, render_html, render_tex, tex_escape, tex_label
 from reports.runtime import component_seconds, devices, runtime_table
+from reports.stats import COLUMNS as STATS_COLUMNS
 from reports.stats import N_RESAMPLES, SEED, compare_with_reference
-from reports.table1 import DECIMALS, Table1, build_table1
+from reports.table1 import Table1, build_table1
 
 CONVENTION_SHORT = {"paper": "RGB, data range 255, no border crop",
                     "sr": "Y channel, scale pixels cropped at each border"}
-ORDER = {spec.name: spec.order for spec in all_pipelines()}
 
 
 @dataclass
@@ -72,24 +75,73 @@ def dataset_label(data: ReportData, given: str | None) -> str:
     return f"the scenes of profile {data.profile or data.latest_manifest.get('profile') or '?'}"
 
 
-def table1_caption(table: Table1, demo: list[str]) -> str:
-    text = (f"Mean PSNR, SSIM and MEF-SSIM of the 34 methods on {table.dataset} ({table.n_scenes} scene"
-            f"{'s' if table.n_scenes != 1 else ''}) at \u00d7{table.scale}. PSNR and SSIM: convention "
-            f"{table.convention} ({CONVENTION_SHORT.get(table.convention, table.convention)}); MEF-SSIM: the "
-            f"official implementation. For each metric, the best of the 34 methods is in bold and the second "
-            f"underlined.")
+def _join(words: list[str]) -> str:
+    return " and ".join(words) if len(words) < 3 else ", ".join(words[:-1]) + " and " + words[-1]
+
+
+class Caption(list):
+    """A caption as segments: plain text (str) and metric labels (MetricInfo), so that each format
+    prints the labels its own way (`Q<sup>AB/F</sup>` in HTML, `$Q^{AB/F}$` in LaTeX)."""
+
+    @property
+    def text(self) -> str:
+        return "".join(part if isinstance(part, str) else part.label for part in self)
+
+    def html(self):
+        from markupsafe import Markup, escape
+
+        return Markup("".join(str(escape(part)) if isinstance(part, str) else str(html_label(part.label_html))
+                              for part in self))
+
+    def tex(self) -> str:
+        return "".join(tex_escape(part) if isinstance(part, str) else tex_label(part.label_tex) for part in self)
+
+
+def _join(items: list) -> list:
+    """[a, b, c] -> [a, ", ", b, " and ", c] (segments of a Caption)."""
+    joined: list = []
+    for i, item in enumerate(items):
+        if i:
+            joined.append(" and " if i == len(items) - 1 else ", ")
+        joined.append(item)
+    return joined
+
+
+def table1_caption(table: Table1, demo: list[str]) -> Caption:
+    n = len(table.methods)
+    dependent = [m for m in table.metrics if m.convention_dependent]
+    official = [m for m in table.metrics if not m.convention_dependent]
+    lower = [m for m in table.metrics if not m.higher_is_better]
+    caption = Caption(["Mean ", *_join(table.metrics),
+                       f" of the {n} method{'s' if n != 1 else ''} on {table.dataset} ({table.n_scenes} scene"
+                       f"{'s' if table.n_scenes != 1 else ''}) at \u00d7{table.scale}. "])
+    if dependent:
+        caption += [*_join(dependent), f": convention {table.convention} "
+                                       f"({CONVENTION_SHORT.get(table.convention, table.convention)})"]
+    if official:
+        caption += ["; " if dependent else "", *_join(official),
+                    f": the official implementation{'s' if len(official) > 1 else ''}"]
+    caption.append(". For each metric, the best")
+    if lower:
+        caption += [" (the lowest for ", *_join(lower), ", the highest otherwise)"]
+    caption.append(f" of the {n} methods is in bold and the second underlined.")
     if table.notes:
-        text += " Note: " + "; ".join(table.notes) + "."
+        caption.append(" Note: " + "; ".join(table.notes) + ".")
     if demo:
-        text += " " + demo_sentence(demo)
-    return text
+        caption.append(" " + demo_sentence(demo))
+    return caption
 
 
-def canonical_methods(names: list[str] | None) -> list[str]:
+def canonical_methods(data: ReportData, names: list[str] | None) -> list[str]:
+    """The methods of Figure 3: `names` (case-insensitive, methods of the grid), or by default those of
+    `DEFAULT_METHODS` that are in the grid and have results (the first methods with results when none
+    of them has)."""
     if not names:
-        return list(DEFAULT_METHODS)
+        present = set(data.methods)
+        chosen = [name for name in DEFAULT_METHODS if name in data.grid and name in present]
+        return chosen or data.methods[:len(DEFAULT_METHODS)]
     try:
-        return [find_pipeline(name).name for name in names]
+        return [data.grid.find(name) for name in names]
     except KeyError as exc:
         raise ReportError(exc.args[0]) from None
 
@@ -100,34 +152,47 @@ def _write(path: Path, text: str, written: list[Path]) -> Path:
     return path
 
 
-def _method_list(methods: list[str]) -> list[str]:
-    return ["all 34 methods"] if len(methods) == len(PIPELINE_NAMES) else methods
+def _method_list(methods: list[str], every: list[str]) -> list[str]:
+    return [f"all {len(every)} methods"] if len(methods) > 1 and set(methods) == set(every) else methods
 
 
 def per_image_frame(data: ReportData) -> tuple[pd.DataFrame, list[dict]]:
-    """Wide per-image scores (scale, scene, method, order, psnr_<conv>, ssim_<conv>..., mef_ssim, run_id)
-    and the column descriptions for the HTML table."""
+    """Wide per-image scores (scale, scene, method, order, one column per metric and convention, e.g.
+    psnr_paper, ssim_paper, psnr_sr, ssim_sr, then mef_ssim, qabf..., run_id) and the column
+    descriptions for the HTML table."""
+    dependent = [m for m in data.metrics if m.convention_dependent]
+    official = [m for m in data.metrics if not m.convention_dependent]
+    described = ([(m.column(c), m, c) for c in data.conventions for m in dependent]
+                 + [(m.column(""), m, "") for m in official])
+    columns_of = {(m.name, c): key for key, m, c in described}
+    columns_of.update({(m.name, "official"): m.column("") for m in official})
     scores = data.scores.copy()
-    scores["column"] = [m if m == "mef_ssim" else f"{m}_{c}" for m, c in zip(scores.metric, scores.convention)]
+    scores["column"] = [columns_of.get((m, c)) for m, c in zip(scores.metric, scores.convention)]
+    scores = scores[scores.column.notna()]
     wide = scores.pivot_table(index=["scale", "scene", "method", "run_id"], columns="column", values="value",
                               aggfunc="first").reset_index()
-    described = [(f"{m}_{c}", m, c) for c in data.conventions for m in ("psnr", "ssim")] + [("mef_ssim", "mef_ssim", "")]
     value_columns = [key for key, _, _ in described]
-    for column in value_columns:
+    for column in ("scale", "scene", "method", "run_id", *value_columns):
         if column not in wide:
             wide[column] = float("nan")
-    wide["order"] = wide.method.map(ORDER)
-    rank = {name: i for i, name in enumerate(PIPELINE_NAMES)}
+    wide["order"] = wide.method.map({p.name: p.order for p in data.grid.pipelines})
+    rank = {name: i for i, name in enumerate(data.grid.names)}
     wide = wide.assign(_rank=wide.method.map(rank)).sort_values(["scale", "scene", "_rank"]).drop(columns="_rank")
     wide = wide[["scale", "scene", "method", "order", *value_columns, "run_id"]].reset_index(drop=True)
-    columns = [{"key": "scale", "label": "scale", "numeric": True, "digits": 0},
-               {"key": "scene", "label": "scene", "numeric": False},
-               {"key": "method", "label": "method", "numeric": False},
-               {"key": "order", "label": "order", "numeric": False}]
+    columns = [{"key": "scale", "label": "scale", "numeric": True, "digits": 0, "metric": None},
+               {"key": "scene", "label": "scene", "numeric": False, "metric": None},
+               {"key": "method", "label": "method", "numeric": False, "metric": None},
+               {"key": "order", "label": "order", "numeric": False, "metric": None}]
     for key, metric, convention in described:
-        label = METRIC_LABELS[metric] + (f" ({convention})" if convention else "")
-        columns.append({"key": key, "label": label, "numeric": True, "digits": DECIMALS[metric]})
+        columns.append({"key": key, "label": metric.label_html, "suffix": f" ({convention})" if convention else "",
+                        "numeric": True, "digits": metric.decimals, "metric": metric.name})
     return wide, columns
+
+
+def metric_descriptions(data: ReportData) -> list[dict]:
+    """What each metric without a convention is (MEF-SSIM, Q^AB/F...), for the pages' explanations."""
+    return [{"name": m.name, "label": m.label_html, "description": m.description or "no description recorded"}
+            for m in data.metrics if not m.convention_dependent]
 
 
 def build_report(database: str | Path, output_dir: str | Path, *, run_id: str | None = None,
@@ -140,7 +205,7 @@ def build_report(database: str | Path, output_dir: str | Path, *, run_id: str | 
     if convention not in data.conventions:
         raise ReportError(f"no PSNR/SSIM results in convention {convention!r} "
                           f"(found: {', '.join(data.conventions) or 'none'})")
-    chosen_methods = canonical_methods(methods)
+    chosen_methods = canonical_methods(data, methods)
     label = dataset_label(data, dataset)
     output = Path(output_dir)
     output.mkdir(parents=True, exist_ok=True)
@@ -155,7 +220,7 @@ def build_report(database: str | Path, output_dir: str | Path, *, run_id: str | 
         stem = f"table1_x{scale}"
         files = {"html": f"{stem}.html", "tex": f"{stem}.tex", "standalone": f"{stem}_standalone.tex",
                  "csv": f"{stem}.csv"}
-        fragment = render_tex("table1.tex.j2", table=table, caption=caption)
+        fragment = render_tex("table1.tex.j2", table=table, caption=caption.tex())
         _write(output / files["tex"], fragment, written)
         _write(output / files["standalone"], render_tex("table1_standalone.tex.j2", scale=scale, body=fragment),
                written)
@@ -163,7 +228,7 @@ def build_report(database: str | Path, output_dir: str | Path, *, run_id: str | 
         means.insert(0, "scale", scale)
         means.to_csv(output / files["csv"], index=False)
         written.append(output / files["csv"])
-        tables.append({"table": table, "caption": caption, "files": files})
+        tables.append({"table": table, "caption": caption.html(), "files": files})
 
     figures: list[Figure3] = []
     scene_found = False
@@ -198,28 +263,43 @@ def build_report(database: str | Path, output_dir: str | Path, *, run_id: str | 
     per_image.to_csv(output / "per_image.csv", index=False)
     written.append(output / "per_image.csv")
     conventions = [{"name": c, "description": CONVENTIONS.get(c, c)} for c in data.conventions]
+    descriptions = metric_descriptions(data)
     _write(output / "per_image.html",
            render_html("per_image.html.j2", title="Per-image scores", rows=per_image.to_dict("records"),
-                       columns=columns, conventions=conventions, mef_ssim_description=MEF_SSIM_DESCRIPTION,
+                       columns=columns, conventions=conventions, metric_descriptions=descriptions,
+                       units=[{"label": m.label_html, "unit": m.unit.strip()} for m in data.metrics if m.unit.strip()],
                        csv="per_image.csv", **common), written)
 
+    reference = data.reference
     sections, frames = [], []
-    for scale in data.scales:
-        comparison = compare_with_reference(data, scale, convention, n_resamples=n_resamples)
-        frames.append(comparison.assign(scale=scale))
-        for metric in METRICS:
-            rows = comparison[comparison.metric == metric].to_dict("records")
-            sections.append({"scale": scale, "metric": metric, "metric_label": METRIC_LABELS[metric],
-                             "digits": DECIMALS[metric], "rows": rows})
-    stats = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    if not stats.empty:
-        stats = stats[["scale"] + [c for c in stats.columns if c != "scale"]]
-        stats.insert(4, "difference", "CFANet - method")
+    if reference is not None:
+        for scale in data.scales:
+            comparison = compare_with_reference(data, scale, convention, reference=reference,
+                                                n_resamples=n_resamples)
+            frames.append(comparison.assign(scale=scale))
+            for metric in data.table1_metrics:
+                rows = comparison[comparison.metric == metric.name].to_dict("records")
+                sections.append({"scale": scale, "metric": metric.name, "metric_label": metric.label_html,
+                                 "higher_is_better": metric.higher_is_better, "digits": metric.decimals,
+                                 "rows": rows})
+    stats = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["scale", *STATS_COLUMNS])
+    stats = stats[["scale"] + [c for c in stats.columns if c != "scale"]]
+    stats.insert(4, "difference", f"{reference} - method" if reference else "")
     stats.to_csv(output / "vs_cfanet.csv", index=False)
     written.append(output / "vs_cfanet.csv")
+    if reference is None:
+        why = (f"the reference method {data.grid.reference} has no results in this report"
+               if data.grid.reference else "the runs' grid names no reference (proposed) method")
+        stats_title = "Every method against the reference method"
+    else:
+        why = ""
+        stats_title = f"Every method against {reference}"
     _write(output / "vs_cfanet.html",
-           render_html("stats.html.j2", title="Every method against CFANet", sections=sections,
-                       n_resamples=f"{n_resamples:,}", seed=SEED, n_methods=max(0, len(data.methods) - 1),
+           render_html("stats.html.j2", title=stats_title, sections=sections, reference=reference,
+                       no_reference=why, n_resamples=f"{n_resamples:,}", seed=SEED,
+                       n_methods=max(0, len(data.methods) - 1),
+                       metric_labels=[m.label_html for m in data.table1_metrics],
+                       all_higher=all(m.higher_is_better for m in data.table1_metrics),
                        convention=convention, csv="vs_cfanet.csv", **common), written)
 
     runtimes, runtime_notes = runtime_table(data)
@@ -245,7 +325,8 @@ def build_report(database: str | Path, output_dir: str | Path, *, run_id: str | 
             "finished": run.finished, "manifest": run.manifest, "demo_weights": run.demo_weights,
             "weights": [(name, entry if isinstance(entry, dict) else None) for name, entry in weights],
             "parameters": run.manifest.get("parameters") or {},
-            "methods": _method_list([m for m in PIPELINE_NAMES if data.method_runs.get(m) == run.run_id]),
+            "methods": _method_list([m for m in data.methods if data.method_runs.get(m) == run.run_id],
+                                    data.methods),
             "file": file, "json": json.dumps(run.manifest, indent=2, sort_keys=True, default=str)})
     _write(output / "manifest.html",
            render_html("manifest.html.j2", title="Run manifest", runs=manifest_runs, **common), written)
@@ -259,6 +340,6 @@ def build_report(database: str | Path, output_dir: str | Path, *, run_id: str | 
                   "missing": f.missing, "methods": f.methods} for f in figures],
         files=files, manifest_files=[{"run_id": r["run_id"], "file": r["file"]} for r in manifest_runs],
         dataset=label, scales=data.scales, convention=convention,
-        convention_description=CONVENTIONS.get(convention, convention), mef_ssim_description=MEF_SSIM_DESCRIPTION,
-        runs=data.runs, **{**common, "is_index": True}), written)
+        convention_description=CONVENTIONS.get(convention, convention), metric_descriptions=descriptions,
+        reference=reference, runs=data.runs, **{**common, "is_index": True}), written)
     return ReportResult(output, index, written, warnings, demo)

@@ -5,9 +5,13 @@ Which results a report shows:
 - `run_id` given: that run's results only (any status; a run that did not finish is flagged).
 - otherwise, per method, the results of the latest *finished* run of the profile that scored it.
   After `run-all` this is that run; after a later `run RCAN+MGFF --force` it is the new run for
-  RCAN+MGFF and the earlier one for the other 33. Every contributing run is listed with its
+  RCAN+MGFF and the earlier one for the others. Every contributing run is listed with its
   manifest, and differences between them that matter (configuration, code, weights of a shared
   component) become warnings printed on every page.
+
+Which methods and metrics, in which order: the contributing runs' manifests say (`grid`, read by
+`reports.grid`; `metrics`, read by `reports.metrics`), with fallbacks for databases written before
+the manifests recorded them.
 """
 
 from __future__ import annotations
@@ -20,20 +24,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipelines.catalog import JOINT_MODELS, MEF_METHODS, SR_MODELS, all_pipelines
+from reports.grid import Grid, collect_grid
+from reports.metrics import OFFICIAL, MetricInfo, collect_metrics
 
-METRICS = ("psnr", "ssim", "mef_ssim")
-METRIC_LABELS = {"psnr": "PSNR", "ssim": "SSIM", "mef_ssim": "MEF-SSIM"}
-MEF_SSIM_CONVENTION = "official"
 CONVENTIONS = {
     "paper": "RGB, data range 255, no border crop (CF-Net's own validation code); SSIM is the mean over the "
              "three channels of the 11x11 Gaussian (sigma 1.5) SSIM",
     "sr": "the SR field's (BasicSR): Y channel of MATLAB rgb2ycbcr, as many pixels as the scale factor cropped from each border, "
           "same SSIM",
 }
-MEF_SSIM_DESCRIPTION = ("official MATLAB mef_ms_ssim.m (3 scales, rgb2gray on uint8) with the HR over- and "
-                        "under-exposures as the reference sequence")
-PIPELINE_NAMES = tuple(spec.name for spec in all_pipelines())
 _SCENE = re.compile(r"^x(\d+)/(.+)$", re.S)
 
 
@@ -73,6 +72,8 @@ class ReportData:
     method_runs: dict[str, str]              # pipeline name -> run_id its scores come from
     timings: pd.DataFrame
     selection: str
+    grid: Grid | None = None                 # methods, their composition and order (`reports.grid`)
+    metrics: list[MetricInfo] = field(default_factory=list)   # every metric shown, in order
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -85,14 +86,31 @@ class ReportData:
 
     @property
     def conventions(self) -> list[str]:
-        frame = self.scores[self.scores.metric != "mef_ssim"]
+        """The PSNR/SSIM conventions with results (those of the convention-dependent metrics)."""
+        dependent = [m.name for m in self.metrics if m.convention_dependent]
+        frame = self.scores[self.scores.metric.isin(dependent)]
         return sorted(frame["convention"].unique())
 
     @property
     def methods(self) -> list[str]:
         """Methods with scores, in Table 1's order."""
         present = set(self.scores["method"].unique())
-        return [name for name in PIPELINE_NAMES if name in present]
+        return [name for name in self.grid.names if name in present]
+
+    @property
+    def table1_metrics(self) -> list[MetricInfo]:
+        """The metrics of Table 1 and the significance page: those marked `in_table1` (all of them when
+        none is)."""
+        return [m for m in self.metrics if m.in_table1] or list(self.metrics)
+
+    def metric(self, name: str) -> MetricInfo:
+        return next(m for m in self.metrics if m.name == name)
+
+    @property
+    def reference(self) -> str | None:
+        """The method every other is compared with on the significance page, if it has results."""
+        reference = self.grid.reference
+        return reference if reference in self.methods else None
 
     def scenes(self, scale: int) -> list[str]:
         return sorted(self.scores.loc[self.scores.scale == scale, "scene"].unique())
@@ -109,17 +127,22 @@ class ReportData:
         """Components that ran with demo weights in any contributing run."""
         return sorted({name for run in self.runs for name in run.demo_weights})
 
-    def main_scores(self, scale: int, convention: str) -> pd.DataFrame:
-        """Per-image PSNR/SSIM of `convention` and MEF-SSIM at `scale`: index (scene, method),
-        columns psnr, ssim, mef_ssim (NaN where missing)."""
+    def main_scores(self, scale: int, convention: str, metrics: list[MetricInfo] | None = None) -> pd.DataFrame:
+        """Per-image scores at `scale`: index (scene, method), one column per metric of `metrics`
+        (default: all), the convention-dependent ones in `convention`, the others in "official"
+        (NaN where missing)."""
+        metrics = self.metrics if metrics is None else metrics
+        dependent = [m.name for m in metrics if m.convention_dependent]
+        official = [m.name for m in metrics if not m.convention_dependent]
         frame = self.scores[(self.scores.scale == scale) & (
-            ((self.scores.metric != "mef_ssim") & (self.scores.convention == convention)) |
-            ((self.scores.metric == "mef_ssim") & (self.scores.convention == MEF_SSIM_CONVENTION)))]
+            (self.scores.metric.isin(dependent) & (self.scores.convention == convention)) |
+            (self.scores.metric.isin(official) & (self.scores.convention == OFFICIAL)))]
         table = frame.pivot_table(index=["scene", "method"], columns="metric", values="value", aggfunc="first")
-        for metric in METRICS:
+        names = [m.name for m in metrics]
+        for metric in names:
             if metric not in table:
                 table[metric] = float("nan")
-        return table[list(METRICS)]
+        return table[names]
 
 
 def connect_read_only(database: Path) -> sqlite3.Connection:
@@ -207,11 +230,6 @@ def load_report_data(database: str | Path, *, run_id: str | None = None, profile
         keep = candidates.run_id.map(order) == candidates.method.map(latest)
         chosen = candidates[keep]
         selection = "for each method, the latest finished run that scored it"
-    unknown = sorted(set(chosen.method) - set(PIPELINE_NAMES))
-    if unknown:
-        warnings.append(f"ignored results of {len(unknown)} method name(s) that are not among the 34: "
-                        + ", ".join(unknown[:5]))
-    chosen = chosen[chosen.method.isin(PIPELINE_NAMES)]
     method_runs = chosen.groupby("method")["run_id"].first().to_dict()
     parsed = chosen.scene.map(split_scene)
     bad = parsed.isna()
@@ -225,11 +243,15 @@ def load_report_data(database: str | Path, *, run_id: str | None = None, profile
         "value": pd.to_numeric(chosen.value, errors="coerce").values, "run_id": chosen.run_id.values,
     })
     contributing = [run for run in runs if run.run_id in set(method_runs.values())]
-    data = ReportData(database=database, results_dir=database.parent, profile=profile, scores=scores,
-                      runs=contributing, all_runs=runs, method_runs=method_runs, timings=timings,
-                      selection=selection, warnings=warnings)
     if scores.empty:
         raise ReportError(f"{database}: the selected run(s) have no results")
+    manifests = [run.manifest for run in reversed(contributing)]   # the latest run's first
+    grid = collect_grid(manifests, scores.method.unique())
+    result_metrics = scores.groupby("metric")["convention"].agg(lambda c: set(c)).to_dict()
+    metrics = collect_metrics(manifests, result_metrics)
+    data = ReportData(database=database, results_dir=database.parent, profile=profile, scores=scores,
+                      runs=contributing, all_runs=runs, method_runs=method_runs, timings=timings,
+                      selection=selection, grid=grid, metrics=metrics, warnings=warnings)
     data.warnings += consistency_warnings(data)
     return data
 
@@ -260,17 +282,11 @@ def consistency_warnings(data: ReportData) -> list[str]:
             warnings.append(f"x{scale}: the methods were scored on different numbers of scenes "
                             f"({per_method.min()} to {per_method.max()}); Table 1 averages each method over "
                             f"its own scenes")
-    missing = [name for name in PIPELINE_NAMES if name not in set(data.scores.method)]
+    missing = [name for name in data.grid.names if name not in set(data.scores.method)]
     if missing:
-        warnings.append(f"{len(missing)} of the 34 methods have no results: " + ", ".join(missing))
+        warnings.append(f"{len(missing)} of the {len(data.grid.names)} methods of the grid have no results: "
+                        + ", ".join(missing))
+    if data.grid.reference is not None and data.reference is None:
+        warnings.append(f"the reference method {data.grid.reference} has no results: the significance page "
+                        f"compares no method")
     return warnings
-
-
-def component_kind(name: str) -> str:
-    if name in SR_MODELS:
-        return "sr"
-    if name in MEF_METHODS:
-        return "mef"
-    if name in JOINT_MODELS:
-        return "joint"
-    raise KeyError(name)

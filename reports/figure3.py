@@ -26,7 +26,8 @@ import numpy as np
 from reports.data import ReportData, ReportError
 
 # Not known to be the paper's exact selection: two per composition order and MEF family, then the
-# joint networks; `--methods` chooses others.
+# joint networks; `--methods` chooses others. A report shows those of them in the run's grid that have
+# results (`reports.build.canonical_methods`).
 DEFAULT_METHODS = ("SRFBN+MGFF", "RCAN+Fast-SPD-MEF", "SwinIR+MEF-Net", "DBPN+U2Fusion", "MGFF+SwinIR",
                    "Fast-SPD-MEF+SRFBN", "MEF-Net+RCAN", "U2Fusion+DBPN", "CF-Net", "CFANet")
 PANEL_INCHES = 2.1

@@ -21,20 +21,12 @@ import torch  # noqa: E402
 
 torch.set_num_threads(1)
 
-import baselines.joint.cfnet  # noqa: E402,F401
-import baselines.mef.fast_spd_mef  # noqa: E402,F401
-import baselines.mef.mefnet  # noqa: E402,F401
-import baselines.mef.mgff  # noqa: E402,F401
-import baselines.mef.u2fusion  # noqa: E402,F401
-import baselines.sr.dbpn  # noqa: E402,F401
-import baselines.sr.rcan  # noqa: E402,F401
-import baselines.sr.srfbn  # noqa: E402,F401
-import baselines.sr.swinir  # noqa: E402,F401
 import cfanet.metrics.mef_ssim  # noqa: E402,F401
 import cfanet.metrics.psnr_ssim  # noqa: E402,F401
 import cfanet.network  # noqa: E402,F401
 import pandas  # noqa: E402,F401
 import pipelines.demo_training  # noqa: E402
+import pipelines.registry  # noqa: E402
 import pipelines.runner  # noqa: E402,F401
 import skimage.data  # noqa: E402,F401
 from pipelines.cli import main  # noqa: E402
@@ -47,6 +39,7 @@ def timed_seeded_weights(entry, scale, profile, path, device):
 
 
 pipelines.demo_training.train_demo_weights = timed_seeded_weights
+pipelines.registry.builtin_methods()  # imports every method's module
 
 if __name__ == "__main__":
     print("ready", flush=True)

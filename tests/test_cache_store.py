@@ -58,3 +58,29 @@ def test_results_store(tmp_path):
         assert store.runs()[0]["status"] == "finished"
     mode = sqlite3.connect(tmp_path / "results.sqlite").execute("PRAGMA journal_mode").fetchone()[0]
     assert mode == "wal"
+
+
+def test_results_store_adds_the_timing_columns_to_an_older_database(tmp_path):
+    """A database made before stage timings recorded scale and inputs gets the columns on open (NULL
+    in the old rows); new rows carry them."""
+    import json
+
+    path = tmp_path / "results.sqlite"
+    old = sqlite3.connect(path)
+    old.executescript("""
+        CREATE TABLE runs (run_id TEXT PRIMARY KEY, profile TEXT NOT NULL, started REAL NOT NULL, finished REAL,
+                           status TEXT NOT NULL, manifest TEXT NOT NULL);
+        CREATE TABLE stage_timings (run_id TEXT NOT NULL, stage_key TEXT NOT NULL, method TEXT NOT NULL,
+                                    scene TEXT NOT NULL, seconds REAL NOT NULL, cached INTEGER NOT NULL,
+                                    PRIMARY KEY (run_id, stage_key));
+        INSERT INTO runs VALUES ('r0', 'demo', 0, 1, 'finished', '{}');
+        INSERT INTO stage_timings VALUES ('r0', 'old', 'RCAN', 's1', 0.5, 0);
+    """)
+    old.close()
+    for _ in range(2):  # opening again finds the columns there
+        with ResultsStore(path) as store:
+            run = store.start_run("demo", {})
+            store.record_timing(run, "new" + run, "MGFF", "s1", 0.25, cached=False, scale=2, inputs=["a", "b"])
+    rows = sqlite3.connect(path).execute("SELECT stage_key, scale, inputs FROM stage_timings ORDER BY rowid").fetchall()
+    assert rows[0] == ("old", None, None)
+    assert [(scale, json.loads(inputs)) for _, scale, inputs in rows[1:]] == [(2, ["a", "b"])] * 2

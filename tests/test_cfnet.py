@@ -1,7 +1,7 @@
 """CF-Net (baselines/joint/cfnet.py): official layout, checkpoints, protocol, regression, training.
 
-Parity with the official code (`test_matches_official_module`, skipped unless
-$CFNET_OFFICIAL_REPO points at a copy of the official files): ytZhang99/CF-Net at commit
+Parity with the official code (`test_matches_official_module`, on the official files in
+../shared/official/CF-Net or a copy named by $CFNET_OFFICIAL_REPO; see `official_code.py`): ytZhang99/CF-Net at commit
 4226b8d1e7bca6fb5151a95b660fbca27aebd634, `model.py` (`CFNet`, `SRB`, `CFB`) with `option.py`,
 unmodified. On the CPU, `nn.Module.cuda` and `Tensor.cuda` are made the identity (the official
 `CFNet.__init__` moves each CFB to the GPU, `SRB.forward` copies its input into
@@ -24,6 +24,8 @@ PNG equals `CFNet.from_checkpoint(file, output_mode="official_truncate")` in eve
     for f in model.py option.py; do git --git-dir=<mirror of ytZhang99/CF-Net> show 4226b8d:$f > /tmp/CF-Net/$f; done
     CFNET_OFFICIAL_REPO=/tmp/CF-Net pytest -q tests/test_cfnet.py -k official
 
+(without the variable the test takes ../shared/official/CF-Net, the same files).
+
 Regression fixture: `tests/fixtures/cfnet_regression.npz`, made by `make_regression_fixture`
 (small configuration, seed 0, astronaut crops made into an exposure pair); regenerate it (only
 after an intended change of the outputs) with `python tests/test_cfnet.py --regen`.
@@ -32,7 +34,6 @@ after an intended change of the outputs) with `python tests/test_cfnet.py --rege
 from __future__ import annotations
 
 import importlib.util
-import os
 import sys
 from pathlib import Path
 
@@ -44,6 +45,8 @@ from skimage.data import astronaut
 from baselines.joint.cfnet import CFB, SRB, CFNet, CoupledFeedbackNetwork, official_uint8_cast
 from cfanet.checkpoint import CheckpointError, CheckpointMismatchError
 from cfanet.losses import coupled_ssim_loss
+
+from official_code import official_dir, official_imports
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 REGRESSION = FIXTURES / "cfnet_regression.npz"
@@ -328,27 +331,24 @@ def test_training_steps_reduce_the_coupled_loss():
     assert all(later < earlier for earlier, later in zip(losses, losses[1:])) and losses[-1] < losses[0] - 0.03
 
 
-# -- parity with the official module (optional: needs the official files) ----------------------------------------
+# -- parity with the official module (needs the official files: skipped without them, fails in CI) ------------
 
-def _import_official(repo: str, scale: int, monkeypatch):
-    """model.py of the official repository, imported afresh for `scale` (it reads `option.args` at import)."""
-    monkeypatch.syspath_prepend(repo)
+def _import_official(repo: Path, scale: int, monkeypatch):
+    """model.py of the official repository, imported afresh for `scale` (it reads `option.args` at import);
+    `option` (imported by model.py, parsing `sys.argv`) is gone from `sys.modules` afterwards."""
     monkeypatch.setattr(sys, "argv", ["main.py", "--scale", str(scale)])
-    monkeypatch.delitem(sys.modules, "option", raising=False)
     monkeypatch.setattr(torch.nn.Module, "cuda", lambda self, *args, **kwargs: self)
     monkeypatch.setattr(torch.Tensor, "cuda", lambda self, *args, **kwargs: self)
-    spec = importlib.util.spec_from_file_location(f"cfnet_official_model_x{scale}", Path(repo) / "model.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    sys.modules.pop("option", None)
+    with official_imports(repo):
+        spec = importlib.util.spec_from_file_location(f"cfnet_official_model_x{scale}", repo / "model.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
     return module
 
 
 @pytest.mark.parametrize("scale", [2, 4])
 def test_matches_official_module(scale, monkeypatch):
-    repo = os.environ.get("CFNET_OFFICIAL_REPO")
-    if not repo:
-        pytest.skip("set CFNET_OFFICIAL_REPO to a copy of ytZhang99/CF-Net (model.py, option.py) to compare with it")
+    repo = official_dir("CFNET_OFFICIAL_REPO", "CF-Net", required=("model.py", "option.py"))
     official_model = _import_official(repo, scale, monkeypatch)
     torch.manual_seed(0)
     official = official_model.CFNet().eval()

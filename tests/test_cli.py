@@ -15,14 +15,18 @@ def test_help_via_console_script():
         assert command in out.stdout
 
 
-def test_list_shows_34_methods(capsys):
+def test_list_shows_the_grid(capsys):
+    from grid_counts import paper_counts
+
     assert main(["list", "--json"]) == 0
     listing = json.loads(capsys.readouterr().out)
     specs = listing["pipelines"]
     names = [s["name"] for s in specs]
-    assert len(names) == 34 == len(set(names))
+    assert len(names) == paper_counts().pipelines == len(set(names))
     assert "RCAN+MGFF" in names and "MGFF+RCAN" in names and names[-2:] == ["CF-Net", "CFANet"]
-    assert sum(s["order"] == "SR+MEF" for s in specs) == 16 == sum(s["order"] == "MEF+SR" for s in specs)
+    kinds = {name: m["kind"] for name, m in listing["methods"].items() if m["in_grid"]}
+    composed = sum(k == "sr" for k in kinds.values()) * sum(k == "mef" for k in kinds.values())
+    assert sum(s["order"] == "SR+MEF" for s in specs) == composed == sum(s["order"] == "MEF+SR" for s in specs)
     methods = listing["methods"]
     assert methods["MGFF"]["weights"] == "no weights needed" and "demo weights" in methods["RCAN"]["weights"]
     assert "VGG" in methods["U2Fusion"]["note"]
@@ -65,17 +69,26 @@ def test_score_sice400_paper_convention(shared_data, capsys):
     assert result["convention"] == "paper" and "RGB" in result["convention_description"]
     assert result["psnr"] == pytest.approx(21.1731, abs=1e-4) and result["ssim"] == pytest.approx(0.9354, abs=1e-4)
     assert 0.5 < result["mef_ssim"] < 1 and len(result["mef_ssim_per_scale"]) == 3
+    from cfanet.metrics.registry import METRICS
+
+    assert all(metric.name in result for metric in METRICS)   # with --gt: every registered metric
     assert main(args + ["--convention", "sr"]) == 0
     sr = json.loads(capsys.readouterr().out)
     assert sr["convention"] == "sr" and sr["psnr"] != result["psnr"] and sr["mef_ssim"] == result["mef_ssim"]
 
 
-def test_score_without_gt_gives_only_mef_ssim(shared_data, capsys):
+def test_score_without_gt_gives_only_the_metrics_of_the_sources(shared_data, capsys):
+    from cfanet.metrics.registry import METRICS
+
     scene = shared_data / "mefb" / "House"
     over, under, fused = (next(scene.glob(f"{n}.*")) for n in ("over", "under", "fused_MGFF"))
     assert main(["score", "--over", str(over), "--under", str(under), "--fused", str(fused)]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert "psnr" not in result and result["mef_ssim"] == pytest.approx(0.96417, abs=5e-6)
+    for metric in METRICS:   # every registered metric that needs no ground truth, and no other
+        assert (metric.name in result) == (metric.needs == "sources"), metric.name
+    # MEFB's stored values for this scene and method (`mefb_metrics.csv`, 5 significant digits)
+    assert result["mef_ssim"] == pytest.approx(0.96417, abs=5e-6)
+    assert result["qabf"] == pytest.approx(0.79769, abs=5e-6) and "metricsQabf.m" in result["qabf_reference"]
 
 
 def test_score_errors_name_the_file(tmp_path, capsys):

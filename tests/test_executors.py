@@ -21,8 +21,9 @@ import torch
 from pipelines.config import ConfigError, parse_config
 from pipelines.executors import BatchError, LocalExecutor, RayExecutor, StageBatch
 from pipelines.graph import Stage
-from pipelines.catalog import find_pipeline
-from pipelines.runner import Runner, RunSummary, StageError, open_profile_dataset
+from grid_counts import paper_counts
+from pipelines.planning import scan_scenes, stage_batches
+from pipelines.runner import Runner, StageError, batch_failure, open_profile_dataset
 
 from test_runner import seeded_weights
 
@@ -97,11 +98,10 @@ def test_batches_group_equal_size_scenes_per_method_and_level(tmp_path):
 def test_batch_plan_respects_size_levels_and_batch_size(tmp_path):
     runner = _runner(tmp_path, batch_size=2, scenes=3)
     runner.prepare_weights(["SRFBN", "MGFF"])
-    scanned = runner._scan_scenes({2: open_profile_dataset(runner.profile, 2)},
-                                  RunSummary("", tmp_path, tmp_path / "db"))
-    plan = runner._plan([find_pipeline("SRFBN+MGFF"), find_pipeline("MGFF+SRFBN")], scanned)
+    scanned = scan_scenes({2: open_profile_dataset(runner.profile, 2)}, {}, show_progress=False)
+    plan = runner.plan(runner.pipelines_for(["SRFBN+MGFF", "MGFF+SRFBN"]), scanned)
     todo = {stage.key for p in plan for stage in p.stages}
-    level0, level1 = runner._batches(plan, todo)
+    level0, level1 = stage_batches(plan, todo, runner.profile.runtime.batch_size)
     # level 0: SRFBN on both exposures of the three scenes (all the same size: one group of six),
     # MGFF on the LR pairs; batches of at most two
     assert [(b.method, len(b.stages)) for b in level0] == [("SRFBN", 2)] * 3 + [("MGFF", 2), ("MGFF", 1)]
@@ -114,16 +114,19 @@ def test_ray_executor_lands_exactly_what_the_local_executor_lands(tmp_path):
     local_root, ray_root = tmp_path / "local", tmp_path / "ray"
     local = _runner(local_root, "local").run()
     remote = _runner(ray_root, "ray").run()
-    assert local.stages_total == remote.stages_total == 3 * 46
-    assert local.stages_computed == remote.stages_computed == 3 * 46
+    counts = paper_counts()
+    stages = 3 * counts.stages_per_scene
+    assert local.stages_total == remote.stages_total == stages
+    assert local.stages_computed == remote.stages_computed == stages
     # identical results tables: every (scene, method, metric, convention, value), values bit for bit
-    assert _table(local.results) == _table(remote.results) and len(local.results) == 3 * 34 * 5
+    scored = len({(metric, convention) for _, _, metric, convention, _ in local.results})
+    assert _table(local.results) == _table(remote.results) and len(local.results) == 3 * counts.pipelines * scored
     # identical stage cache entries (keys and 8-bit PNG bytes) and published images
     local_files, ray_files = _stage_files(local_root), _stage_files(ray_root)
-    assert len(local_files) == 3 * 46 and local_files == ray_files
+    assert len(local_files) == stages and local_files == ray_files
     assert _published(local_root) == _published(ray_root)
     (status, manifest), = _finished_runs(ray_root)
-    assert status == "finished" and manifest["executor"] == "ray" and manifest["stages_computed"] == 3 * 46
+    assert status == "finished" and manifest["executor"] == "ray" and manifest["stages_computed"] == stages
     # the cache is the same whichever executor wrote it: a local run resumes from the Ray run's cache
     resumed = _runner(ray_root, "local").run()
     assert resumed.stages_computed == 0 and _table(resumed.results) == _table(local.results)
@@ -142,7 +145,7 @@ def test_ray_executor_reports_a_failing_batch_with_its_scenes(tmp_path):
         with pytest.raises(BatchError) as info:
             list(executor.run([batch], lambda stage: [torch.rand(1, 4, 8, 8)], set()))
         assert [s.scene for s in info.value.batch.stages] == ["scene-a", "scene-b"]
-        error = runner._batch_failure(info.value, {}, RunSummary("", tmp_path, tmp_path / "db"))
+        error = batch_failure(info.value, {}, 0)
         assert isinstance(error, StageError) and "scene 'scene-a'; scene 'scene-b': SRFBN failed" in str(error)
         assert "expected a float RGB tensor" in str(error)
         assert "\n" not in str(error)

@@ -16,7 +16,8 @@ Parity with the official code (makedede/MEFNet at HEAD d2b87b4). How it was chec
    inputs: max |ours - official| = 0 (bit-identical float32) on all 17 pairs, and so the same
    8-bit files. `test_release_matches_official_output` checks it on the regression pair (the
    official float result is stored in the fixture); `test_matches_official_modules` repeats the
-   module-level comparison when `MEFNET_OFFICIAL_REPO` points at a checkout:
+   module-level comparison on the official files in ../shared/official/MEFNet, or a checkout named by
+   `MEFNET_OFFICIAL_REPO` (see `official_code.py`):
 
        git clone https://github.com/makedede/MEFNet /tmp/MEFNet
        MEFNET_OFFICIAL_REPO=/tmp/MEFNet pytest -q tests/test_mefnet.py -k official_modules
@@ -83,7 +84,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-import os
 import sys
 from pathlib import Path
 
@@ -106,6 +106,8 @@ from baselines.mef.mefnet import (
 from cfanet.checkpoint import CheckpointError, CheckpointMismatchError
 from cfanet.images import quantize, read_image, read_image_array
 from cfanet.metrics import psnr
+
+from official_code import official_dir, official_imports
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 REGRESSION = FIXTURES / "mefnet_regression.npz"
@@ -443,17 +445,13 @@ def test_loss_is_differentiable_and_trains_the_network():
         mefnet_mef_ssim(sources, sources)
 
 
-# -- optional: the official modules ------------------------------------------------------------------------------
+# -- the official modules (need the official files: skipped without them, fails in CI) ----------------------------
 
-@pytest.mark.skipif(not os.environ.get("MEFNET_OFFICIAL_REPO"),
-                    reason="set MEFNET_OFFICIAL_REPO to a checkout of makedede/MEFNet")
 def test_matches_official_modules(shared_data):
-    repo = os.environ["MEFNET_OFFICIAL_REPO"]
-    sys.path.insert(0, repo)
-    try:
+    repo = official_dir("MEFNET_OFFICIAL_REPO", "MEFNet",
+                        required=("e2emef.py", "mefssim.py", "guided_filter_pytorch/guided_filter.py"))
+    with official_imports(repo):  # e2emef, mefssim and guided_filter_pytorch: gone from sys.modules after
         e2emef, mefssim = importlib.import_module("e2emef"), importlib.import_module("mefssim")
-    finally:
-        sys.path.remove(repo)
     # Same seed, same initial weights (the official construction and `weights_init_identity` order).
     torch.manual_seed(3)
     official = e2emef.E2EMEF().eval()

@@ -174,11 +174,11 @@ def test_runner_output_paths_stay_inside_the_output_folder(tmp_path):
     from test_runner import _runner
 
     runner = _runner(tmp_path)
-    assert runner._output_path("images", "x2", "MGFF", "a.png") == tmp_path / "out" / "images" / "x2" / "MGFF" / "a.png"
+    assert runner.publisher.output_path("images", "x2", "MGFF", "a.png") == tmp_path / "out" / "images" / "x2" / "MGFF" / "a.png"
     for parts in (("images", "x2", "..", "..", "..", "evil.png"), ("images", "x2", "MGFF", "../../evil.png"),
                   ("images", "/etc/passwd"), ("images", "a\\..\\b.png")):
         with pytest.raises(DatasetError, match="output folder"):
-            runner._output_path(*parts)
+            runner.publisher.output_path(*parts)
 
 
 def test_publish_is_atomic_and_replaces_a_stale_image(tmp_path):
@@ -186,12 +186,12 @@ def test_publish_is_atomic_and_replaces_a_stale_image(tmp_path):
 
     runner = _runner(tmp_path)
     runner.cache.put("ef" * 32, torch.rand(1, 3, 4, 4), {})
-    target = runner._output_path("images", "x2", "M", "s.png")
+    target = runner.publisher.output_path("images", "x2", "M", "s.png")
     target.parent.mkdir(parents=True)
     target.write_bytes(b"stale")
-    runner._publish("ef" * 32, target)
+    runner.publisher.publish("ef" * 32, target)
     assert os.path.samefile(target, runner.cache.root / "ef" / f"{'ef' * 32}.png")
-    runner._publish("ef" * 32, target)  # already in place
+    runner.publisher.publish("ef" * 32, target)  # already in place
     assert sorted(p.name for p in target.parent.iterdir()) == ["s.png"]
 
 

@@ -22,8 +22,9 @@ import numpy as np
 import pytest
 import torch
 
+from grid_counts import paper_counts
 from pipelines.cli import main
-from pipelines.weights import save_model_checkpoint
+from pipelines.model_files import save_model_checkpoint
 
 # ------------------------------------------------------------------------------------------------
 # helpers
@@ -63,7 +64,7 @@ def _small_checkpoint(method: str, path: Path, size: str = "small") -> Path:
     from pipelines.registry import method as entry_of
 
     entry = entry_of(method)
-    model = entry.load_class().create(scale=2, size=size, seed=0)
+    model = entry.create(2, size, seed=0)
     return save_model_checkpoint(model.network, path, {"method": method, "size": size, "scale": 2})
 
 
@@ -342,9 +343,10 @@ def test_bad_inputs_in_run_all(tmp_path, capsys, monkeypatch, seeded):
     run_all = ["--config", str(config), "run-all"]
     _scene(data, "a")
     assert main(run_all) == 0
-    assert "46 of 46 stages computed" in capsys.readouterr().out
+    per_scene = paper_counts().stages_per_scene
+    assert f"{per_scene} of {per_scene} stages computed" in capsys.readouterr().out
     before = _state(tmp_path)
-    assert len(before[0]) == 2 * 46 and len(before[1]) == 1
+    assert len(before[0]) == 2 * per_scene and len(before[1]) == 1
     tried = 0
 
     def bad(case: str, *needles: str, argv=None) -> str:
@@ -450,13 +452,13 @@ def test_bad_inputs_in_run_all(tmp_path, capsys, monkeypatch, seeded):
     _remove(*files.values())
     _scene(data, "b")
     assert main(run_all) == 0
-    assert "46 of 92 stages computed (46 from the cache)" in capsys.readouterr().out
+    assert f"{per_scene} of {2 * per_scene} stages computed ({per_scene} from the cache)" in capsys.readouterr().out
 
     # a size not divisible by the scale: cropped (modcrop), said, and recorded
     _scene(data, "c", 49, 47)
     code = main(run_all)
     out = capsys.readouterr().out
-    assert code == 0 and "46 of 138 stages computed" in out
+    assert code == 0 and f"{per_scene} of {3 * per_scene} stages computed" in out
     assert "note: scene 'c': HR 49x47 cropped to 48x46" in out
     import json
 
@@ -469,7 +471,7 @@ def test_bad_inputs_in_run_all(tmp_path, capsys, monkeypatch, seeded):
     _scene(data, "d", over=(16, 3), under=(8, 1), gt=(8, 4))
     code = main(run_all)
     captured = capsys.readouterr()
-    assert code == 0 and "46 of 184 stages computed" in captured.out
+    assert code == 0 and f"{per_scene} of {4 * per_scene} stages computed" in captured.out
     assert [line for line in captured.err.splitlines() if line.strip()] == \
         [f"warning: {data / 'gt' / 'd.png'}: alpha channel dropped"]
     _report(capsys, "run-all: 16-bit, grayscale and alpha inputs (accepted)", captured.err.strip())

@@ -64,7 +64,7 @@ def _limit_memory(monkeypatch, cls, max_side: int, error=None):
 
 def _srfbn(runner: Runner):
     runner.prepare_weights(["SRFBN"])
-    return runner._instance("SRFBN", 2)
+    return runner.worker().instance("SRFBN", 2)
 
 
 STAGE = Stage("k" * 64, "SRFBN", "sr", ("input",), "scene-0")
@@ -77,7 +77,7 @@ def test_out_of_memory_retries_with_halved_tiles_and_matches_untiled(tmp_path, m
     x = torch.rand(1, 3, 256, 256, generator=torch.Generator().manual_seed(0))
     untiled = instance.upscale(x)
     calls = _limit_memory(monkeypatch, SRFBN, max_side=64, error=error)
-    output, retried = runner._compute(STAGE, 2, [x])
+    output, retried = runner.compute_stage(STAGE, 2, [x])
     # whole image (256) fails, 128-pixel tiles fail, 64-pixel tiles fit
     assert retried == [128, 64] and instance.tile == 64
     assert calls[0] == 256 and calls[1] == 128 and set(calls[2:]) == {64}
@@ -93,7 +93,7 @@ def test_out_of_memory_below_the_minimum_tile_fails_with_a_clear_message(tmp_pat
     _srfbn(runner)
     _limit_memory(monkeypatch, SRFBN, max_side=8)
     with pytest.raises(StageError) as info:
-        runner._compute(STAGE, 2, [torch.rand(1, 3, 256, 256)])
+        runner.compute_stage(STAGE, 2, [torch.rand(1, 3, 256, 256)])
     message = str(info.value)
     assert "out of memory" in message and "SRFBN" in message and "'scene-0'" in message
     assert "64-pixel tiles" in message and "\n" not in message  # SRFBN's overlap 32: 64 is its minimum
@@ -111,7 +111,7 @@ def test_untileable_method_out_of_memory_says_so(tmp_path, monkeypatch):
     monkeypatch.setattr(MEFNet, "fuse", full)
     stage = Stage("m" * 64, "MEF-Net", "mef", ("a", "b"), "scene-0")
     with pytest.raises(StageError, match="MEF-Net on scene 'scene-0': it cannot be tiled"):
-        runner._compute(stage, 2, [torch.rand(1, 3, 16, 16)] * 2)
+        runner.compute_stage(stage, 2, [torch.rand(1, 3, 16, 16)] * 2)
 
 
 def test_other_errors_are_not_retried():
@@ -154,7 +154,7 @@ def test_real_cuda_out_of_memory_is_retried_with_smaller_tiles(tmp_path):
     try:
         while torch.cuda.mem_get_info()[0] > 1536 * 1024 ** 2 + block:  # leave about 1.5 GiB
             hog.append(torch.empty(block, dtype=torch.uint8, device="cuda"))
-        output, retried = runner._compute(STAGE, 2, [x])
+        output, retried = runner.compute_stage(STAGE, 2, [x])
     finally:
         hog.clear()
         torch.cuda.empty_cache()

@@ -45,14 +45,15 @@ import torch
 
 from cfanet.checkpoint import read_checkpoint
 from cfanet.images import read_image
+from grid_counts import paper_counts
 from pipelines.cache import StageCache
 from pipelines.store import ResultsStore
 
 DRIVER = Path(__file__).resolve().parent / "reliability_driver.py"
 SCENES, HR_SIZE = 2, 48
-STAGES_PER_SCENE = 46           # 24 SR + 20 MEF + 2 joint runs for the 34 methods
-STAGES = SCENES * STAGES_PER_SCENE
-DEEP_METHODS = 8
+COUNTS = paper_counts()         # the default grid's pipelines, shared stages per scene, deep methods
+STAGES = SCENES * COUNTS.stages_per_scene
+DEEP_METHODS = COUNTS.deep_methods
 KILLS, CHAINS, SEED = 20, 2, 20240611
 TRAIN_SECONDS = 0.1             # stands for training time of each demo weights file
 
@@ -205,7 +206,7 @@ def reference(tmp_path_factory):
     assert f"{STAGES} of {STAGES} stages computed" in out
     [rows] = _finished_results(root / "out" / "results.sqlite").values()
     images = _images(root)
-    assert len(images) == SCENES * (34 + 5)  # 34 methods + the scene's 5 inputs/references
+    assert len(images) == SCENES * (COUNTS.pipelines + 5)  # every method + the scene's 5 inputs/references
     return {"rows": rows, "images": images, "seconds": seconds}
 
 

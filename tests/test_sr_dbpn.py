@@ -1,7 +1,7 @@
 """D-DBPN (baselines/sr/dbpn.py): official names and shapes, checkpoints, regression, tiling, protocol.
 
-Parity with the official code (`test_parity_with_official_code`, skipped unless
-$DBPN_OFFICIAL_REPO points to a checkout of the official files):
+Parity with the official code (`test_parity_with_official_code`, on the official files in
+../shared/official/DBPN-Pytorch or $DBPN_OFFICIAL_REPO; see `official_code.py`):
 
 - repository alterzero/DBPN-Pytorch, commit 6eb48caaa1aa6f4897d5c902a4b4f15ff3ac2da7 (2020-04-10):
   `dbpn.py` (`Net`), `base_networks.py` (used unchanged) and `eval.py` (`x8_forward`).
@@ -17,7 +17,8 @@ $DBPN_OFFICIAL_REPO points to a checkout of the official files):
   `x8_forward(input, model)` against our `self_ensemble=True`.
 - command (outside the repo; the mirror lacks the released .pth blobs, so take the files one by one):
   `for f in dbpn.py base_networks.py eval.py; do git --git-dir=<mirror> show 6eb48ca:$f > /tmp/dbpn_official/$f; done`
-  `DBPN_OFFICIAL_REPO=/tmp/dbpn_official pytest -q tests/test_sr_dbpn.py -k parity`
+  `DBPN_OFFICIAL_REPO=/tmp/dbpn_official pytest -q tests/test_sr_dbpn.py -k parity` (by default the
+  test takes ../shared/official/DBPN-Pytorch, the same files exported unchanged)
 - result: max abs difference 0.0 (bit-identical) at x2 and x4, for `model(input)`, for the
   clamped output and for `x8_forward`, on this test's 13x11 crop and, run once by hand with the
   same code, on `astronaut()[::2, ::2][40:77, 70:111]` (37x41; 8-bit outputs identical too).
@@ -29,7 +30,6 @@ the network is meant to change) with `python tests/test_sr_dbpn.py --regen`.
 
 from __future__ import annotations
 
-import os
 import sys
 import types
 from pathlib import Path
@@ -41,6 +41,8 @@ import torch
 from baselines.sr.dbpn import DBPN
 from cfanet.checkpoint import CheckpointError, CheckpointMismatchError
 from cfanet.tiling import tiled_apply
+
+from official_code import official_dir, official_imports
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REGRESSION = FIXTURES / "sr_dbpn_regression.npz"
@@ -242,18 +244,15 @@ def test_unknown_scale_and_configuration_raise():
         DBPN.create(2, "large")
 
 
-# -- parity with the official code (optional) ------------------------------------------------------
+# -- parity with the official code (skipped without the official files, fails in CI) ---------------
 
 def load_official_net(repo: Path):
-    """The official `Net` from a checkout, with the torchvision import dropped (see the docstring)."""
+    """The official `Net` from a checkout, with the torchvision import dropped (see the docstring);
+    `base_networks` (a generic name) is imported from `repo` and dropped from `sys.modules` after."""
     source = (repo / "dbpn.py").read_text().replace("from torchvision.transforms import *", "")
-    sys.path.insert(0, str(repo))  # `from base_networks import *`
-    try:
+    with official_imports(repo):  # `from base_networks import *`
         module = types.ModuleType("dbpn_official")
         exec(compile(source, str(repo / "dbpn.py"), "exec"), module.__dict__)
-    finally:
-        sys.path.remove(str(repo))
-        sys.modules.pop("base_networks", None)  # a generic name: keep it from shadowing another repo's
     return module.Net
 
 
@@ -269,11 +268,10 @@ def official_x8_forward(repo: Path):
     return namespace["x8_forward"]
 
 
-@pytest.mark.skipif(not os.environ.get("DBPN_OFFICIAL_REPO"), reason="set DBPN_OFFICIAL_REPO to a checkout "
-                    "of alterzero/DBPN-Pytorch to compare with the official code")
 @pytest.mark.parametrize("scale", [2, 4])
 def test_parity_with_official_code(tmp_path, scale):
-    official_net = load_official_net(Path(os.environ["DBPN_OFFICIAL_REPO"]))
+    repo = official_dir("DBPN_OFFICIAL_REPO", "DBPN-Pytorch", required=("dbpn.py", "base_networks.py", "eval.py"))
+    official_net = load_official_net(repo)
     ours = DBPN.create(scale, "official", seed=0)
     path = tmp_path / f"DBPN_x{scale}.pth"
     save_data_parallel(ours, path)
@@ -287,7 +285,7 @@ def test_parity_with_official_code(tmp_path, scale):
         reference = net(x)
         assert (loaded.forward_protocol(x) - reference).abs().max().item() <= 1e-4
         assert (loaded.upscale(x) - reference.clamp(0, 1)).abs().max().item() <= 1e-4
-        reference_x8 = official_x8_forward(Path(os.environ["DBPN_OFFICIAL_REPO"]))(x, net)
+        reference_x8 = official_x8_forward(repo)(x, net)
     loaded.use_self_ensemble = True
     assert (loaded.upscale(x) - reference_x8.clamp(0, 1)).abs().max().item() <= 1e-4
 

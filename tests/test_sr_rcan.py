@@ -22,8 +22,9 @@ the official untiled output: 1.4e-6 (x2) and 7.7e-7 (x4). After quantisation (of
 196,608 (x4) values differ by one level: an exact tie (100.5), which `torch.round` in the official
 `quantize` rounds to even (100) and the harness rounds half up (101).
 
-`test_matches_official_code` repeats a small version of this when $RCAN_OFFICIAL_CODE points to a
-checkout's `RCAN_TestCode/code` directory (skipped otherwise).
+`test_matches_official_code` repeats a small version of this on the official
+`RCAN_TestCode/code` directory, ../shared/official/RCAN/RCAN_TestCode/code by default or
+$RCAN_OFFICIAL_CODE (a checkout's `RCAN_TestCode/code`); see `official_code.py`.
 
 The regression fixture `fixtures/sr_rcan_regression.npz` holds the outputs of the seeded (seed 0)
 small x2/x4 models on a 16x12 scene and of the official x2/x4 models on an 8x8 scene; regenerate
@@ -33,7 +34,6 @@ it (only after a deliberate change of the numbers) with `python tests/test_sr_rc
 from __future__ import annotations
 
 import importlib
-import os
 import sys
 import types
 from pathlib import Path
@@ -47,6 +47,8 @@ from baselines.sr.rcan import RCAN, RCANNet, apply_in_tiles, chop_forward
 from cfanet.checkpoint import CheckpointError, CheckpointMismatchError
 from cfanet.images import quantize_tensor
 from cfanet.tiling import tiled_apply
+
+from official_code import official_dir, official_imports
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REGRESSION = FIXTURES / "sr_rcan_regression.npz"
@@ -307,24 +309,17 @@ def test_bf16_autocast_runs_close_to_fp32():
     assert (out - fp32.upscale(x)).abs().mean() < 2e-3
 
 
-# -- official code (optional) -----------------------------------------------------------------------
+# -- official code (skipped without the official files, fails in CI) --------------------------------
 
 @pytest.fixture
 def official_code():
-    """The official `RCAN_TestCode/code` directory from $RCAN_OFFICIAL_CODE, importable for the test
-    (its top-level `model` and `utility` modules are removed from `sys.modules` afterwards)."""
-    root = os.environ.get("RCAN_OFFICIAL_CODE")
-    if not root:
-        pytest.skip("set RCAN_OFFICIAL_CODE to the official RCAN_TestCode/code directory")
-    before = set(sys.modules)
-    sys.path.insert(0, root)
-    try:
+    """The official `RCAN_TestCode/code` directory (../shared/official/RCAN/RCAN_TestCode/code or
+    $RCAN_OFFICIAL_CODE), importable for the whole test: `Model` imports `model.rcan` when built. Its
+    top-level `model` and `utility` modules are removed from `sys.modules` afterwards."""
+    root = official_dir("RCAN_OFFICIAL_CODE", "RCAN/RCAN_TestCode/code",
+                        required=("model/__init__.py", "model/rcan.py", "model/common.py", "utility.py"))
+    with official_imports(root):
         yield types.SimpleNamespace(model=importlib.import_module("model"), utility=importlib.import_module("utility"))
-    finally:
-        sys.path.remove(root)
-        for name in set(sys.modules) - before:
-            if name.split(".")[0] in ("model", "utility"):
-                del sys.modules[name]
 
 
 def test_matches_official_code(official_code):

@@ -1,7 +1,8 @@
 """SRFBN (baselines/sr/srfbn.py): official state-dict layout, checkpoint loading, protocol, tiling.
 
-Parity with the official code (checked by hand, and by `test_matches_official_module` when
-`SRFBN_OFFICIAL_REPO` points at a checkout): Paper99/SRFBN_CVPR19 at commit
+Parity with the official code (checked by hand, and by `test_matches_official_module` on the official
+files in ../shared/official/SRFBN_CVPR19, or a checkout named by `SRFBN_OFFICIAL_REPO`; see
+`official_code.py`): Paper99/SRFBN_CVPR19 at commit
 046f693afc58dc53f240a7d85ea78213eec08490, `networks/srfbn_arch.py` (`SRFBN`, `FeedbackBlock`) with
 `networks/blocks.py`. The only patch needed on CPU is `FeedbackBlock.forward`'s
 `torch.zeros(x.size()).cuda()` (the test below makes `Tensor.cuda` a no-op instead of editing the
@@ -15,6 +16,8 @@ float RGB on [0, 255] in, the last step's output, divided by 255 here. Result: m
     git clone https://github.com/Paper99/SRFBN_CVPR19 /tmp/SRFBN_CVPR19
     git -C /tmp/SRFBN_CVPR19 checkout 046f693afc58dc53f240a7d85ea78213eec08490
     SRFBN_OFFICIAL_REPO=/tmp/SRFBN_CVPR19 pytest -q tests/test_sr_srfbn.py -k matches_official
+
+(without the variable the test takes ../shared/official/SRFBN_CVPR19, the same files).
 
 The test imports the unmodified `networks.srfbn_arch` from there and compares on a 16x12 crop (the
 figures above are the same comparison on the 64x56 crop, run once by hand: it takes minutes on CPU).
@@ -42,7 +45,6 @@ below; regenerate it (only after an intended change of the outputs) with
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -54,6 +56,8 @@ from skimage.data import astronaut
 from baselines.sr.srfbn import SRFBN, SRFBNNet
 from cfanet.checkpoint import CheckpointError, CheckpointMismatchError
 from cfanet.ensemble import _inverse, _transform
+
+from official_code import official_dir, official_imports
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 REGRESSION = FIXTURES / "sr_srfbn_regression.npz"
@@ -237,16 +241,15 @@ def test_unknown_configuration_and_scale():
         SRFBNNet(5)
 
 
-# -- parity with the official module (optional: needs a checkout) --------------------------------------
+# -- parity with the official module (needs the official files: skipped without them, fails in CI) --------
 
 @pytest.mark.parametrize("scale", [2, 4])
 def test_matches_official_module(scale, monkeypatch):
-    repo = os.environ.get("SRFBN_OFFICIAL_REPO")
-    if not repo:
-        pytest.skip("set SRFBN_OFFICIAL_REPO to a checkout of Paper99/SRFBN_CVPR19 to compare with it")
-    monkeypatch.syspath_prepend(repo)
+    repo = official_dir("SRFBN_OFFICIAL_REPO", "SRFBN_CVPR19",
+                        required=("networks/__init__.py", "networks/srfbn_arch.py", "networks/blocks.py"))
     monkeypatch.setattr(torch.Tensor, "cuda", lambda self, *args, **kwargs: self)  # FeedbackBlock's `.cuda()`
-    from networks.srfbn_arch import SRFBN as OfficialSRFBN
+    with official_imports(repo):  # `networks` is a generic name: gone from sys.modules afterwards
+        from networks.srfbn_arch import SRFBN as OfficialSRFBN
 
     ours = SRFBN.create(scale, "official", seed=0)
     official = OfficialSRFBN(in_channels=3, out_channels=3, num_features=64, num_steps=4, num_groups=6,

@@ -1,7 +1,7 @@
 """SwinIR (classical SR): official names and shapes, checkpoints, protocol, tiling, regression.
 
-Parity with the official code (not run here; the optional `test_parity_with_official_module`
-repeats it when $CFANET_SWINIR_OFFICIAL points to a checkout):
+Parity with the official code (`test_parity_with_official_module` repeats it, smaller, on the official
+files in ../shared/official/SwinIR, or a checkout named by $CFANET_SWINIR_OFFICIAL; see `official_code.py`):
 
 - repository JingyunLiang/SwinIR, commit 6545850fbf8df298df73d81f3e8cba638787c8bd (2022-12-04),
   `models/network_swinir.py` (`SwinIR`) and the padding/crop of `main_test_swinir.py`
@@ -23,7 +23,8 @@ repeats it when $CFANET_SWINIR_OFFICIAL points to a checkout):
   `official_protocol(official, x, scale)` with `SwinIR.forward_protocol(x)`; the optional test
   below does the same on smaller inputs: `git clone https://github.com/JingyunLiang/SwinIR`
   (checkout 6545850), then `CFANET_SWINIR_OFFICIAL=$PWD/SwinIR pytest tests/test_sr_swinir.py -k parity`
-  (it installs the timm stand-in itself when timm is absent);
+  (it always uses the timm stand-in, only while importing: real timm may import torchvision, which
+  does not import with the project's CPU torch);
 - result: max |difference| 0.0 (bit-identical outputs) for x2 and x4, every input and both weight
   sets, before and after clamping; 0.0 for the s48w8 file.
 
@@ -53,9 +54,7 @@ Regenerate the regression fixture (only after an intended change of the numbers)
 
 from __future__ import annotations
 
-import os
 import sys
-import types
 from pathlib import Path
 
 import numpy as np
@@ -65,6 +64,8 @@ import torch
 from baselines.sr.swinir import OFFICIAL, SMALL, SwinIR, SwinIRNetwork, shifted_window_mask
 from cfanet.checkpoint import CheckpointError, CheckpointMismatchError
 from cfanet.ensemble import _inverse, _transform
+
+from official_code import official_dir, official_imports, timm_stub
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REGRESSION = FIXTURES / "sr_swinir_regression.npz"
@@ -259,34 +260,24 @@ def test_upscale_rejects_malformed_input(bad):
         SwinIR.create(2, "small").upscale(bad)
 
 
-# -- optional: parity with the official module -------------------------------------------------------
+# -- parity with the official module (skipped without the official files, fails in CI) -------------
 
-def _official_module(root: str):
-    """`models.network_swinir.SwinIR` from a checkout of JingyunLiang/SwinIR, with a stand-in for the
-    three timm helpers it imports if timm is not installed."""
-    try:
-        import timm.models.layers  # noqa: F401
-    except ImportError:
-        layers = types.ModuleType("timm.models.layers")
-        layers.trunc_normal_ = torch.nn.init.trunc_normal_
-        layers.to_2tuple = lambda v: tuple(v) if isinstance(v, (tuple, list)) else (v, v)
-        layers.DropPath = lambda p=0.0: torch.nn.Identity()
-        for name, module in (("timm", types.ModuleType("timm")), ("timm.models", types.ModuleType("timm.models")),
-                             ("timm.models.layers", layers)):
-            sys.modules.setdefault(name, module)
-    sys.path.insert(0, root)
-    try:
+def _official_module(root: Path):
+    """`models.network_swinir.SwinIR` from a checkout of JingyunLiang/SwinIR, importing the three timm
+    helpers it uses from a stand-in (`trunc_normal_`: torch's; `DropPath`: the identity, stochastic
+    depth being off in eval mode); `models` and the stand-in are gone from `sys.modules` afterwards."""
+    stub = timm_stub(trunc_normal_=torch.nn.init.trunc_normal_,
+                     to_2tuple=lambda v: tuple(v) if isinstance(v, (tuple, list)) else (v, v),
+                     drop_path=lambda p=0.0: torch.nn.Identity())
+    with official_imports(root, stubs=stub):
         from models.network_swinir import SwinIR as Official
-    finally:
-        sys.path.remove(root)
     return Official
 
 
-@pytest.mark.skipif(not os.environ.get("CFANET_SWINIR_OFFICIAL"),
-                    reason="set CFANET_SWINIR_OFFICIAL to a checkout of JingyunLiang/SwinIR")
 @pytest.mark.parametrize("scale", [2, 4])
 def test_parity_with_official_module(scale):
-    Official = _official_module(os.environ["CFANET_SWINIR_OFFICIAL"])
+    root = official_dir("CFANET_SWINIR_OFFICIAL", "SwinIR", required=("models/network_swinir.py",))
+    Official = _official_module(root)
     for size, config, perturbed in (("small", SMALL, False), ("small", SMALL, True), ("official", OFFICIAL, True)):
         torch.manual_seed(0)
         official = Official(upscale=scale, in_chans=3, img_size=config["img_size"], window_size=8, img_range=1.0,

@@ -315,6 +315,10 @@ def test_curve_png_history_and_validation_scores_are_written(tmp_path, scenes, v
     assert [h["step"] for h in summary["history"]] == [0, 4, 6] and summary["history"][-1]["epoch"] == 1.5
     record = summary["history"][1]
     assert 5 < record["val_psnr"] < 60 and 0 < record["val_ssim"] <= 1 and record["val_mef_ssim"] <= 1
+    from cfanet.metrics.registry import METRICS
+
+    assert all(record[f"val_{metric.name}"] is not None for metric in METRICS)   # every registered metric
+    assert 0 <= record["val_qabf"] < 1
     losses = read_checkpoint(result.last_checkpoint)["losses"]
     assert record["train_loss"] == pytest.approx(sum(losses[:4]) / 4)
     assert summary["history"][2]["train_loss"] == pytest.approx(sum(losses[4:]) / 2)

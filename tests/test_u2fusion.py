@@ -349,7 +349,7 @@ def test_malformed_inputs_raise(over, under, problem):
 
 @pytest.mark.parametrize("options, problem", [
     ({"first": "left"}, "first must be"), ({"luma": "bt709"}, "luma must be"),
-    ({"y_scaling": "clip"}, "y_scaling must be"), ({"tile": -1}, "tile must be"),
+    ({"y_scaling": "clip"}, "y_scaling must be"), ({"tile": -2}, "tile must be"),
 ])
 def test_bad_options_raise(options, problem):
     with pytest.raises(ValueError, match=problem):

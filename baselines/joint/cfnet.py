@@ -60,6 +60,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cfanet.adapter import DeepMethod
 from cfanet.checkpoint import CheckpointError, check_state_dict, read_checkpoint, unwrap_state_dict
 # The blocks live in the foundation layer (CFANet extends them); re-exported here under their old names.
 from cfanet.feedback import (  # noqa: F401
@@ -75,7 +76,8 @@ from cfanet.feedback import (  # noqa: F401
     check_scale,
     reconstruct,
 )
-from cfanet.tiling import tile_size_for, tiled_apply
+from cfanet.methods import register_method
+from cfanet.tiling import tiled_apply
 
 # -- network ----------------------------------------------------------------------------------------
 
@@ -169,7 +171,8 @@ def official_uint8_cast(values: torch.Tensor) -> torch.Tensor:
 
 # -- adapter ----------------------------------------------------------------------------------------
 
-class CFNet:
+@register_method("joint", tiles=True, tile_tolerance=1e-4, paper_order=1)
+class CFNet(DeepMethod):
     """CF-Net behind the harness convention: `fuse_upscale(over, under)` takes two float32 RGB
     (N, 3, H, W) LR exposures in [0, 1] and returns the fused HR image, float32 RGB
     (N, 3, scale*H, scale*W) in [0, 1], on the inputs' device.
@@ -212,17 +215,15 @@ class CFNet:
 
     def __init__(self, network: CoupledFeedbackNetwork, scale: int, *, device: str | torch.device = "cpu",
                  output_mode: str = "round", tile: int = 0, tile_overlap: int | None = None,
-                 weights: str = "random init"):
+                 precision: str = "fp32", channels_last: bool = False, weights: str = "random init"):
         if output_mode not in self.output_modes:
             raise ValueError(f"{self.name}: output_mode must be one of {', '.join(self.output_modes)}, "
                              f"got {output_mode!r}")
         if scale != network.scale:
             raise ValueError(f"{self.name}: scale {scale} does not match the network's x{network.scale}")
-        self.network = network.eval().to(device)
-        self.scale, self.device = scale, torch.device(device)
-        self.output_mode, self.tile = output_mode, tile
-        self.tile_overlap = self.default_tile_overlap if tile_overlap is None else tile_overlap
-        self.weights = weights
+        self._setup(network, device=device, tile=tile, tile_overlap=tile_overlap, precision=precision,
+                    channels_last=channels_last)
+        self.scale, self.output_mode, self.weights = scale, output_mode, weights
 
     # -- construction -----------------------------------------------------------------------------
 
@@ -261,11 +262,9 @@ class CFNet:
     @classmethod
     def create(cls, scale: int, size: str = "official", seed: int | None = 0, **runtime) -> "CFNet":
         """A model of configuration `size` ("official" or "small") with seeded random weights."""
-        if size not in cls.configs:
-            raise ValueError(f"{cls.name}: unknown configuration {size!r}; known: {', '.join(cls.configs)}")
-        if seed is not None:
-            torch.manual_seed(seed)
-        return cls(cls.build_network(scale, **cls.configs[size]), scale, **runtime)
+        config = cls.check_size(size)
+        cls.seed(seed)
+        return cls(cls.build_network(scale, **config), scale, **runtime)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, scale: int | None = None, key: str | None = None,
@@ -287,10 +286,6 @@ class CFNet:
         check_state_dict(network.state_dict(), weights, source=str(path))
         network.load_state_dict(weights, strict=True)
         return cls(network, scale, weights=str(path), **runtime)
-
-    @property
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.network.parameters())
 
     # -- conventions ------------------------------------------------------------------------------
 
@@ -321,11 +316,9 @@ class CFNet:
 
     def fused_255(self, over: torch.Tensor, under: torch.Tensor) -> torch.Tensor:
         """The official fused image on [0, 255] as RGB, before any 8-bit cast; inputs on the model's device."""
-        sr_over, sr_under = self.network(self.to_network(over), self.to_network(under), all_outputs=False)
-        return (0.5 * sr_over[-1] + 0.5 * sr_under[-1]).flip(1)
-
-    def _tile_size(self, x: torch.Tensor) -> int:
-        return tile_size_for(self.tile, self.device, self.bytes_per_input_pixel * x.shape[0], tuple(x.shape[-2:]))
+        with self._autocast():
+            sr_over, sr_under = self.network(self.to_network(over), self.to_network(under), all_outputs=False)
+        return (0.5 * sr_over[-1].float() + 0.5 * sr_under[-1].float()).flip(1)
 
     @torch.no_grad()
     def fuse_upscale(self, over: torch.Tensor, under: torch.Tensor) -> torch.Tensor:

@@ -45,6 +45,7 @@ import numpy as np
 import torch
 
 from baselines.mef.base import check_pair
+from cfanet.methods import register_method
 from cfanet.images import quantize
 
 METHOD = "Fast-SPD-MEF"
@@ -307,6 +308,7 @@ def fuse(over: torch.Tensor, under: torch.Tensor, config: FastSpdMefConfig = OFF
     return torch.from_numpy(np.stack(results)).to(over.device)
 
 
+@register_method("mef", deep=False, paper_order=2)
 class FastSpdMef:
     """Fast SPD-MEF behind the MEF harness convention: `fuse(over, under)` on float32 RGB [0, 1]."""
 

@@ -82,6 +82,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from baselines.mef.base import check_pair
+from cfanet.adapter import DeepMethod
+from cfanet.methods import register_method
 from cfanet.checkpoint import check_state_dict, read_checkpoint, unwrap_state_dict
 
 METHOD = "MEF-Net"
@@ -387,7 +389,9 @@ class MEFNetLoss(nn.Module):
 
 # -- adapter ----------------------------------------------------------------------------------------
 
-class MEFNet:
+@register_method("mef", scale_specific=False, paper_order=3,
+                 note="no tiling: its guided filter and weights are computed on the whole image")
+class MEFNet(DeepMethod):
     """MEF-Net behind the harness convention: `fuse(over, under)` on float32 RGB (N, 3, H, W) in [0, 1].
 
     Runtime options: `device` ("cpu", "cuda", ...), `low_size` (shorter side of the LR input,
@@ -409,8 +413,7 @@ class MEFNet:
                  weights: str = "random init"):
         if not isinstance(low_size, int) or low_size < 2 * network.gf.r + 2:
             raise ValueError(f"{METHOD}: low_size must be an int > {2 * network.gf.r + 1}, got {low_size!r}")
-        self.device = torch.device(device)
-        self.network = network.eval().to(self.device)
+        self._setup(network, device=device, tile=-1)
         self.low_size, self.weights = low_size, weights
 
     @classmethod
@@ -421,11 +424,9 @@ class MEFNet:
     @classmethod
     def create(cls, size: str = "official", seed: int | None = 0, **runtime) -> "MEFNet":
         """A model of configuration `size` ("official" or "small") with seeded random weights."""
-        if size not in cls.configs:
-            raise ValueError(f"{METHOD}: unknown configuration {size!r}; known: {', '.join(cls.configs)}")
-        if seed is not None:
-            torch.manual_seed(seed)
-        return cls(cls.build_network(**cls.configs[size]), **runtime)
+        config = cls.check_size(size)
+        cls.seed(seed)
+        return cls(cls.build_network(**config), **runtime)
 
     @classmethod
     def infer_config(cls, weights: Mapping[str, torch.Tensor]) -> dict:
@@ -452,10 +453,6 @@ class MEFNet:
         check_state_dict(network.state_dict(), weights, source=str(path))
         network.load_state_dict(weights, strict=True)
         return cls(network, weights=str(path), **runtime)
-
-    @property
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.network.parameters())
 
     def _check_sequence(self, exposures: torch.Tensor) -> None:
         if not isinstance(exposures, torch.Tensor) or exposures.dim() != 5 or exposures.shape[2] != 3:

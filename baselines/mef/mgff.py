@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from baselines.mef.base import check_pair
+from cfanet.methods import register_method
 from cfanet.images import quantize
 
 METHOD = "MGFF"
@@ -252,6 +253,7 @@ def fuse(over: torch.Tensor, under: torch.Tensor, config: MgffConfig = MgffConfi
     return torch.from_numpy(out.astype(np.float32) / 255.0).to(over.device)
 
 
+@register_method("mef", deep=False, paper_order=1)
 class MGFF:
     """Registry entry: `MGFF(config).fuse(over, under)` with the boundary convention of `fuse`."""
 

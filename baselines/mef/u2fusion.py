@@ -83,6 +83,8 @@ from torch import nn
 
 from baselines.mef.base import check_pair
 from baselines.mef.tf_checkpoint import TFCheckpointReader, is_tf_checkpoint
+from cfanet.adapter import DeepMethod
+from cfanet.methods import register_method
 from cfanet.checkpoint import (
     CheckpointError,
     CheckpointMismatchError,
@@ -351,7 +353,12 @@ class U2FusionProtocol:
             raise ValueError(f"{METHOD}: y_scaling must be 'minmax', 'max' or 'none', got {self.y_scaling!r}")
 
 
-class U2Fusion:
+# Tiled == untiled up to summation order; the min-max stretch of Y and the 8-bit chain can turn that
+# into 2 levels (tests/test_method_interface.py).
+@register_method("mef", scale_specific=False, tiles=True, tile_tolerance=2 / 255, min_input_size=2, paper_order=4,
+                 trainable=False, not_trainable="training needs pretrained VGG-16 features, which cannot be "
+                                                "downloaded here")
+class U2Fusion(DeepMethod):
     """U2Fusion behind the harness convention: `fuse(over, under)` on float32 RGB (N, 3, H, W) in [0, 1].
 
     Runtime options: `device` ("cpu" or "cuda"); `first`, `luma` and `y_scaling` (`U2FusionProtocol`);
@@ -373,12 +380,7 @@ class U2Fusion:
                  luma: str = "ntsc", y_scaling: str = "minmax", tile: int = 0, tile_overlap: int | None = None,
                  weights: str = "random init"):
         self.protocol = U2FusionProtocol(first=first, luma=luma, y_scaling=y_scaling)
-        if not isinstance(tile, int) or tile < 0:
-            raise ValueError(f"{METHOD}: tile must be an integer >= 0 (0: no tiling), got {tile!r}")
-        self.device = torch.device(device)
-        self.network = network.eval().to(self.device)
-        self.tile = tile
-        self.tile_overlap = self.default_tile_overlap if tile_overlap is None else tile_overlap
+        self._setup(network, device=device, tile=tile, tile_overlap=tile_overlap)
         self.weights = weights
 
     def __repr__(self) -> str:
@@ -395,11 +397,9 @@ class U2Fusion:
     def create(cls, size: str = "official", seed: int | None = 0, **runtime) -> "U2Fusion":
         """A model of configuration `size` ("official" or "small") with seeded random weights
         (the official truncated-normal initialisation)."""
-        if size not in cls.configs:
-            raise ValueError(f"{METHOD}: unknown configuration {size!r}; known: {', '.join(cls.configs)}")
-        if seed is not None:
-            torch.manual_seed(seed)
-        return cls(cls.build_network(**cls.configs[size]), weights=f"random init ({size}, seed {seed})", **runtime)
+        config = cls.check_size(size)
+        cls.seed(seed)
+        return cls(cls.build_network(**config), weights=f"random init ({size}, seed {seed})", **runtime)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, **runtime) -> "U2Fusion":
@@ -422,10 +422,6 @@ class U2Fusion:
             check_state_dict(network.state_dict(), weights, source=source)
         network.load_state_dict(weights, strict=True)
         return cls(network, weights=source, **runtime)
-
-    @property
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.network.parameters())
 
     # -- inference --------------------------------------------------------------------------------
 
@@ -464,7 +460,7 @@ class U2Fusion:
 
     def _network_y(self, source1: torch.Tensor, source2: torch.Tensor) -> torch.Tensor:
         pair = torch.cat((source1, source2), dim=1)
-        return tiled_apply(self.network, pair, 1, self.tile, self.tile_overlap)
+        return tiled_apply(self.network, pair, 1, max(self.tile, 0), self.tile_overlap)
 
     @torch.no_grad()
     def fuse_luma(self, over: torch.Tensor, under: torch.Tensor) -> torch.Tensor:

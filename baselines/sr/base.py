@@ -11,7 +11,6 @@ tiling, self-ensemble, device placement, precision and the parameter count.
 from __future__ import annotations
 
 import abc
-import contextlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import ClassVar
@@ -19,12 +18,13 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from cfanet.adapter import DeepMethod
 from cfanet.checkpoint import CheckpointError, check_state_dict, read_checkpoint, unwrap_state_dict
 from cfanet.ensemble import self_ensemble
-from cfanet.tiling import tile_size_for, tiled_apply
+from cfanet.tiling import tiled_apply
 
 
-class SuperResolver(abc.ABC):
+class SuperResolver(DeepMethod, abc.ABC):
     """An SR network behind the harness convention: `upscale(lr)` takes and returns float32 RGB [0, 1].
 
     Runtime options: `device`; `tile` (input pixels per tile side; 0 = whole image on CPU and
@@ -49,16 +49,10 @@ class SuperResolver(abc.ABC):
 
     def __init__(self, network: nn.Module, scale: int, *, device: str | torch.device = "cpu", tile: int = 0,
                  tile_overlap: int | None = None, self_ensemble: bool = False, precision: str = "fp32",
-                 weights: str = "random init"):
-        if precision not in ("fp32", "bf16", "fp16"):
-            raise ValueError(f"{self.name}: precision must be 'fp32', 'bf16' or 'fp16', got {precision!r}")
-        if precision != "fp32" and precision not in self.autocast_dtypes:
-            raise ValueError(f"{self.name} does not support {precision} inference")
-        self.network = network.eval().to(device)
-        self.scale, self.device = scale, torch.device(device)
-        self.tile, self.use_self_ensemble = tile, self_ensemble
-        self.tile_overlap = self.default_tile_overlap if tile_overlap is None else tile_overlap
-        self.precision, self.weights = precision, weights
+                 channels_last: bool = False, weights: str = "random init"):
+        self._setup(network, device=device, tile=tile, tile_overlap=tile_overlap, precision=precision,
+                    channels_last=channels_last)
+        self.scale, self.use_self_ensemble, self.weights = scale, self_ensemble, weights
 
     # -- construction -----------------------------------------------------------------------------
 
@@ -75,11 +69,9 @@ class SuperResolver(abc.ABC):
     @classmethod
     def create(cls, scale: int, size: str = "official", seed: int | None = 0, **runtime) -> "SuperResolver":
         """A model of configuration `size` ("official" or "small") with seeded random weights."""
-        if size not in cls.configs:
-            raise ValueError(f"{cls.name}: unknown configuration {size!r}; known: {', '.join(cls.configs)}")
-        if seed is not None:
-            torch.manual_seed(seed)
-        return cls(cls.build_network(scale, **cls.configs[size]), scale, **runtime)
+        config = cls.check_size(size)
+        cls.seed(seed)
+        return cls(cls.build_network(scale, **config), scale, **runtime)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, scale: int | None = None, size: str = "official",
@@ -105,21 +97,6 @@ class SuperResolver(abc.ABC):
     def forward_protocol(self, lr: torch.Tensor) -> torch.Tensor:
         """The official inference protocol on one batch: RGB [0, 1] (N, 3, H, W) on the model's
         device -> RGB on the [0, 1] scale (N, 3, scale*H, scale*W), before clamping."""
-
-    @property
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.network.parameters())
-
-    def _tile_size(self, lr: torch.Tensor) -> int:
-        factor = 1.0 if self.precision == "fp32" else 0.5
-        batch_bytes = self.bytes_per_input_pixel * factor * lr.shape[0]
-        return tile_size_for(self.tile, self.device, batch_bytes, tuple(lr.shape[-2:]))
-
-    def _autocast(self):
-        if self.precision != "fp32":
-            dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
-            return torch.autocast(device_type=self.device.type, dtype=dtype)
-        return contextlib.nullcontext()
 
     @torch.no_grad()
     def upscale(self, lr: torch.Tensor) -> torch.Tensor:

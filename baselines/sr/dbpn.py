@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 from baselines.sr.base import SuperResolver
+from cfanet.methods import register_method
 
 # Projection kernel, stride and padding per scale (official `Net.__init__`). Every projection
 # maps H -> scale * H (deconvolution) or scale * H -> H (convolution) exactly, for any H.
@@ -165,6 +166,7 @@ class DDBPN(nn.Module):
 
 # -- adapter ----------------------------------------------------------------------------------------
 
+@register_method("sr", tiles=True, tile_tolerance=1e-4, paper_order=1)
 class DBPN(SuperResolver):
     """D-DBPN behind the harness convention; the official protocol is the network on RGB [0, 1]."""
 

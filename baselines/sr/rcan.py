@@ -70,6 +70,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from baselines.sr.base import SuperResolver
+from cfanet.methods import register_method
 
 # DIV2K RGB mean (`rgb_mean` in the official `RCAN.__init__`, `data_train` DIV2K), std 1.
 DIV2K_RGB_MEAN = (0.4488, 0.4371, 0.4040)
@@ -281,6 +282,7 @@ def chop_forward(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, sc
 
 # -- adapter ----------------------------------------------------------------------------------------
 
+@register_method("sr", tiles=True, tile_tolerance=1e-5, paper_order=2)
 class RCAN(SuperResolver):
     """RCAN behind the harness convention (float32 RGB [0, 1] in and out).
 

@@ -49,6 +49,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from baselines.sr.base import SuperResolver
+from cfanet.methods import register_method
 
 # DIV2K RGB mean on the [0, 255] scale (`rgb_mean` in the official `SRFBN.__init__`).
 DIV2K_RGB_MEAN = (0.4488, 0.4371, 0.4040)
@@ -210,6 +211,7 @@ def init_official_weights(network: nn.Module) -> nn.Module:
 
 # -- adapter ----------------------------------------------------------------------------------------
 
+@register_method("sr", tiles=True, tile_tolerance=1e-5, paper_order=3)
 class SRFBN(SuperResolver):
     """SRFBN behind the harness convention (float32 RGB [0, 1] in and out)."""
 

@@ -58,6 +58,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from baselines.sr.base import SuperResolver
+from cfanet.methods import register_method
 from cfanet.tiling import tiled_apply
 
 # DIV2K RGB mean, subtracted before and added after the network (not part of the state dict).
@@ -363,6 +364,7 @@ def _attn_mask_keys(depths: Sequence[int]) -> tuple[str, ...]:
 
 # -- adapter ----------------------------------------------------------------------------------------
 
+@register_method("sr", tiles=True, tile_tolerance=5e-5, paper_order=4)
 class SwinIR(SuperResolver):
     """SwinIR (classical SR) behind the harness convention; see the module docstring for the protocol.
 

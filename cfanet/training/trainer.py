@@ -4,9 +4,10 @@
 
 - batches from `PatchSampler` (aligned random crops, 8 flips/rotations, stateless in the step);
 - Adam and a step decay of the learning rate per epoch (CF-Net: x0.5 every 200 epochs);
-- after every `validate_every` epochs, at the end and (optionally) before the first step: PSNR and
-  SSIM of `task.predict(scene)` against the ground truth under the 'paper' convention, and
-  MEF-SSIM against the HR exposures, averaged over the validation scenes;
+- after every `validate_every` epochs, at the end and (optionally) before the first step: every
+  metric of `cfanet.metrics.registry` on `task.predict(scene)`, averaged over the validation scenes
+  (`val_psnr`, `val_ssim` against the ground truth under the 'paper' convention; `val_mef_ssim`,
+  `val_qabf` against the HR exposures);
 - `last.pt` (model, optimiser, scheduler, RNG states, counters, history) after every epoch and
   at the end; `best.pt` (model and its scores) whenever the validation PSNR improves (the
   training loss of the epoch decides when there are no validation scenes); `history.json` and
@@ -118,25 +119,32 @@ def train_step(task: TrainingTask, optimizer: torch.optim.Optimizer, batch: Patc
 
 # -- validation -------------------------------------------------------------------------------------
 
+def validation_keys() -> list[str]:
+    """The keys of the validation scores: `val_<metric>` for every metric of the registry
+    (`val_psnr`, `val_ssim`, `val_mef_ssim`, `val_qabf`, ...), in the registry's order."""
+    from cfanet.metrics.registry import METRICS
+
+    return [f"val_{metric.name}" for metric in METRICS]
+
+
 @torch.no_grad()
 def validate(task: TrainingTask, scenes: Sequence[Scene], convention: str = "paper") -> dict[str, float | None]:
-    """Mean over `scenes` of PSNR and SSIM of `task.predict(scene)` against `scene.gt` (under
-    `convention`, 8-bit as saved) and of MEF-SSIM against the HR exposures; a score is None when
-    no scene has what it needs. The module is left in training mode."""
-    from cfanet.metrics import mef_ms_ssim, psnr, ssim
+    """Mean over `scenes` of every registered metric of `task.predict(scene)` (8-bit as saved): those
+    needing the ground truth against `scene.gt` (under `convention`), those needing the sources
+    against the HR exposures; keyed `val_<metric>` (`validation_keys`). A score is None when no scene
+    has what it needs. The module is left in training mode."""
+    from cfanet.metrics.registry import METRICS
 
     module = task.module
     was_training = module.training
     module.eval()
-    scores: dict[str, list[float]] = {"val_psnr": [], "val_ssim": [], "val_mef_ssim": []}
+    scores: dict[str, list[float]] = {f"val_{metric.name}": [] for metric in METRICS}
     try:
         for scene in scenes:
             fused = task.predict(scene).detach().float().cpu().clamp(0, 1)
-            if scene.gt is not None:
-                scores["val_psnr"].append(psnr(fused, scene.gt, convention=convention, scale=scene.scale))
-                scores["val_ssim"].append(ssim(fused, scene.gt, convention=convention, scale=scene.scale))
-            if scene.gt_over is not None and scene.gt_under is not None:
-                scores["val_mef_ssim"].append(mef_ms_ssim([scene.gt_over, scene.gt_under], fused).score)
+            for metric in METRICS:
+                if metric.available(scene):
+                    scores[f"val_{metric.name}"].append(metric.compute(fused, scene, convention, scene.scale))
     finally:
         module.train(was_training)
     return {k: (sum(v) / len(v) if v else None) for k, v in scores.items()}
@@ -291,7 +299,7 @@ class Trainer:
                   "step": self.step, "lr": self.lr,
                   "train_loss": (sum(window) / len(window)) if window else None,
                   **(validate(self.task, self.val_scenes) if self.val_scenes else
-                     {"val_psnr": None, "val_ssim": None, "val_mef_ssim": None}),
+                     dict.fromkeys(validation_keys())),
                   "seconds": round(seconds, 3)}
         self.history.append(record)
         score, key = ((record["val_psnr"], "val_psnr") if record["val_psnr"] is not None else

@@ -1,0 +1,117 @@
+"""Scoring a run's final images: every metric of the profile on one output, cached by content.
+
+The metrics are those of `cfanet.metrics.registry` (in its order): a metric that needs the ground
+truth (PSNR, SSIM) is scored against `scene.gt` once per PSNR/SSIM convention of the profile; one
+that needs the source exposures (MEF-SSIM, Q^AB/F) against the HR over/under exposures
+(`scene.gt_over`, `scene.gt_under`) once, under the convention "official". A metric whose
+references the scene lacks is skipped.
+
+A metric value depends only on the output's cache key, the references' pixels, the conventions,
+the scale, the metrics scored and the metric code, so the values of one output are stored under the
+hash of those and never computed twice (a rerun, a second report, another run sharing the cache).
+The metric code enters the key as the digest of the import closure of the metric registry and the
+metric modules (`metric_code_digest`, by `pipelines.codehash`): editing a metric, the colour code or
+the 8-bit quantisation recomputes the values; editing a method, the runner or the reports does not.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from functools import lru_cache
+from pathlib import Path
+
+from cfanet.atomic import write_text_atomic
+from cfanet.metrics.registry import METRICS, Metric, metric_key, select
+from pipelines.cache import canonical_json, image_key
+
+REGISTRY_MODULE = "cfanet.metrics.registry"
+
+
+def conventions_of(metrics_config) -> list[str]:
+    """The profile's PSNR/SSIM conventions: the main one first, then `also`, without repeats."""
+    return [metrics_config.convention] + [c for c in metrics_config.also if c != metrics_config.convention]
+
+
+def metrics_of(metrics_config) -> tuple[Metric, ...]:
+    """The metrics a profile scores, in registry order: the profile's `metrics` names when its
+    configuration has that key, else every registered metric."""
+    return select(getattr(metrics_config, "metrics", None))
+
+
+def _table1_names(metrics_config) -> set[str] | None:
+    names = getattr(metrics_config, "table1", None)
+    return set(names) if names is not None else None
+
+
+def describe_metrics(metrics_config) -> list[dict]:
+    """JSON-able descriptors of the metrics the profile scores (registry order), for the run manifest
+    (`manifest["metrics"]`), which is where the torch-free reports read them: name, label,
+    label_html, label_tex, decimals, higher_is_better, needs, convention_dependent, in_table1 (the
+    descriptor's default, or the profile's `table1` names when its configuration has that key),
+    unit, description, and the conventions each is stored under."""
+    table1 = _table1_names(metrics_config)
+    conventions = conventions_of(metrics_config)
+    described = []
+    for metric in metrics_of(metrics_config):
+        entry = metric.describe()
+        if table1 is not None:
+            entry["in_table1"] = metric.name in table1
+        entry["conventions"] = metric.conventions(conventions)
+        described.append(entry)
+    return described
+
+
+@lru_cache(maxsize=None)
+def metric_code_digest(modules: tuple[str, ...] = (REGISTRY_MODULE,)) -> str:
+    """The code identity of the metric values: the digest (`pipelines.codehash.closure_digest`) of
+    the in-project import closure of the metric registry and of the modules defining the metrics'
+    functions: every metric module (the registry imports them inside its functions), the colour
+    conversions, the 8-bit quantisation (`cfanet.images`) and what they import. Cached per process."""
+    from pipelines.codehash import closure_digest
+
+    return closure_digest(modules)
+
+
+def _metric_modules(metrics) -> tuple[str, ...]:
+    return tuple(sorted({REGISTRY_MODULE, *(metric.function.__module__ for metric in metrics)}))
+
+
+def metrics_cache_key(scene, final_key: str, metrics_config) -> str:
+    """The cache key of the metric values of one final image (see the module docstring)."""
+    refs = [image_key(x) if x is not None else None for x in (scene.gt, scene.gt_over, scene.gt_under)]
+    metrics = metrics_of(metrics_config)
+    names = [metric.name for metric in metrics]
+    return hashlib.sha256(canonical_json([final_key, refs, conventions_of(metrics_config), scene.scale, names,
+                                          metric_code_digest(_metric_modules(metrics))]).encode()).hexdigest()
+
+
+def compute_scores(scene, output, metrics_config) -> dict[str, float]:
+    """Every available metric of the profile on `output`, as {"metric|convention": value} (no cache)."""
+    values: dict[str, float] = {}
+    conventions = conventions_of(metrics_config)
+    for metric in metrics_of(metrics_config):
+        if not metric.available(scene):
+            continue
+        for convention in metric.conventions(conventions):
+            values[metric_key(metric.name, convention)] = metric.compute(output, scene, convention, scene.scale)
+    return values
+
+
+def score_output(scene, final_key: str, output, metrics_config, cache_dir: Path) -> dict[str, float]:
+    """Every metric of the profile on `output` (the final image stored under `final_key`), as
+    {"metric|convention": value}; cached under `cache_dir/metrics`."""
+    key = metrics_cache_key(scene, final_key, metrics_config)
+    path = Path(cache_dir) / "metrics" / key[:2] / f"{key}.json"
+    if path.is_file():
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError):  # damaged (disk trouble): compute again
+            pass
+    values = compute_scores(scene, output, metrics_config)
+    write_text_atomic(path, json.dumps(values))  # unique temporary file + rename
+    return values
+
+
+__all__ = ["METRICS", "compute_scores", "conventions_of", "describe_metrics", "metric_code_digest",
+           "metrics_cache_key", "metrics_of", "score_output"]
