@@ -201,6 +201,34 @@ def _changed(before: dict[str, str], after: dict[str, str]) -> set[str]:
     return {module for module in before if before[module] != after[module]}
 
 
+def _stage_keys(digests: dict[str, str]) -> dict[str, tuple[str, tuple[str, ...]]]:
+    """Stage key -> (method, input keys) of the paper grid on one scene, the methods' code
+    identities being `digests` (by module), everything else equal."""
+    from pipelines.catalog import paper_grid
+    from pipelines.graph import build_scene_graph
+
+    table = methods()
+    grid = paper_grid(table)
+    identities = {name: {"config": {"scale": 2}, "weights_sha256": name, "code": digests[table.specs[name].module]}
+                  for name in grid.sr + grid.mef + grid.joint}
+    graph = build_scene_graph("scene", "over", "under", grid.pipelines(), identities)
+    return {key: (stage.method, stage.inputs) for key, stage in graph.stages.items()}
+
+
+def _invalidated(before: dict[str, str], after: dict[str, str]) -> set[tuple[str, tuple[str, ...]]]:
+    """The stages (method, method of each input stage) whose key an edit changed."""
+    old, new = _stage_keys(before), _stage_keys(after)
+
+    def described(stages, key):
+        method, inputs = stages[key]
+        return method, tuple(stages[k][0] if k in stages else k for k in inputs)
+    return {described(old, key) for key in set(old) - set(new)}
+
+
+def _consumes(stage: tuple[str, tuple[str, ...]], method: str) -> bool:
+    return stage[0] == method or method in stage[1]
+
+
 def test_edits_change_exactly_the_methods_that_run_the_edited_code(tmp_path):
     methods = _method_modules()
     modules = list(methods.values())
@@ -218,16 +246,24 @@ def test_edits_change_exactly_the_methods_that_run_the_edited_code(tmp_path):
     moved = shutil.copytree(copy, tmp_path / "elsewhere")
     assert _digests(moved, modules)["digests"] == before
 
-    feedback = _changed(before, _edited(copy, ["cfanet/feedback.py"], modules))
-    assert feedback == {methods["CF-Net"], methods["CFANet"]}
+    everything = _invalidated(before, {module: "edited" for module in before})
+    feedback_digests = _edited(copy, ["cfanet/feedback.py"], modules)
+    assert _changed(before, feedback_digests) == {methods["CF-Net"], methods["CFANet"]}
+    # in the stage graph: exactly the CF-Net and CFANet stages
+    assert _invalidated(before, feedback_digests) == {("CF-Net", ("over", "under")), ("CFANet", ("over", "under"))}
 
-    mgff = _changed(before, _edited(copy, ["baselines/mef/mgff.py"], modules))
-    assert mgff == {methods["MGFF"]}
+    mgff_digests = _edited(copy, ["baselines/mef/mgff.py"], modules)
+    assert _changed(before, mgff_digests) == {methods["MGFF"]}
+    # MGFF's stages and the stages that consume them (MGFF+SR upscaling MGFF's fused pair), nothing else
+    invalidated = _invalidated(before, mgff_digests)
+    assert invalidated == {stage for stage in everything if _consumes(stage, "MGFF")}
+    assert any(stage[0] != "MGFF" for stage in invalidated)  # downstream SR stages included
 
     # reports/ and the parts of pipelines/ that orchestrate rather than compute
     unrelated = sorted(p.relative_to(copy).as_posix() for p in (copy / "reports").rglob("*.py"))
-    unrelated += ["pipelines/runner.py", "pipelines/cli.py", "pipelines/registry.py"]
-    assert not _changed(before, _edited(copy, unrelated, modules))
+    unrelated += ["pipelines/runner.py", "pipelines/cli.py", "pipelines/registry.py", "pipelines/config.py"]
+    unrelated_digests = _edited(copy, unrelated, modules)
+    assert not _changed(before, unrelated_digests) and not _invalidated(before, unrelated_digests)
 
     assert _changed(before, _edited(copy, ["cfanet/tiling.py"], modules)) == set(modules)
 
