@@ -27,7 +27,7 @@ and 256 px). After one warm-up call, each of `--repeats` calls is timed; columns
 On CUDA, models with a `.network` and their inputs are channels-last, as in the harness.
 
 Harness overhead (skip with `--no-harness`). The real engine (`pipelines.runner.Runner`) runs all
-34 pipelines of a demo profile (`--harness-scenes` scenes of `--harness-size` HR pixels at x2,
+pipelines of the default grid of a demo profile (`--harness-scenes` scenes of `--harness-size` HR pixels at x2,
 small models with seeded weights, `runtime.device` = `--device`, `runtime.amp` for bf16/fp16
 (CUDA only, as in the harness), `runtime.batch_size` = `--batch`) in a temporary folder: once to
 make the weights and fill the cache, then a timed `run(force=True)` with a fresh Runner that
@@ -164,7 +164,7 @@ def harness_overhead(args, executors: list[str]) -> None:
 
     amp_note = args.precision if args.precision != "fp32" and args.device.startswith("cuda") else "fp32"
     print()
-    print(f"harness overhead: demo profile, 34 pipelines, {args.harness_scenes} scenes of {args.harness_size} px "
+    print(f"harness overhead: demo profile, the default grid, {args.harness_scenes} scenes of {args.harness_size} px "
           f"HR at x2, small seeded models, {args.device}, {amp_note}, batch {args.batch}; forced rerun")
     print(f"{'executor':<10}{'stages':>8}{'wall s':>10}{'compute s':>11}{'overhead':>10}")
     with tempfile.TemporaryDirectory(prefix="cfanet-throughput-") as tmp:

@@ -223,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_debug(parser, False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = sub.add_parser("list", help="the 34 methods (SR+MEF, MEF+SR, joint) and whether their weights are found")
+    p = sub.add_parser("list", help="the profile's compared methods (SR+MEF, MEF+SR, joint), every registered method and whether its weights are found")
     p.add_argument("--profile", help="profile whose weights to check (default: the config's default)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_list)
@@ -263,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_report_parser(sub)
 
-    p = sub.add_parser("run-all", help="run all 34 methods on the profile's dataset (cached, resumable)")
+    p = sub.add_parser("run-all", help="run every method of the profile's grid on its dataset (cached, resumable)")
     p.add_argument("--profile", help="profile to run (default: the config's default, demo)")
     p.add_argument("--force", action="store_true", help="recompute every stage instead of using the cache")
     p.add_argument("--executor", choices=["local", "ray"], default=None,

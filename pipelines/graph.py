@@ -1,4 +1,4 @@
-"""The stage graph of the 34 methods on one scene.
+"""The stage graph of the compared methods on one scene.
 
 SR+MEF for SR model S and MEF method M is `M(S(over), S(under))`; MEF+SR is `S(M(over, under))`.
 Stages are shared: each SR model upscales each LR exposure once and feeds every MEF method; each
