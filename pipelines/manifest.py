@@ -65,5 +65,6 @@ def grid_record(grid: Grid, run: list[PipelineSpec], table) -> dict:
     components = {name: table.specs[name] for p in pipelines for name in p.components}
     reference = next((p.name for p in pipelines if p.joint and components[p.joint].proposed), None)
     return {"pipelines": [p.describe() for p in pipelines],
-            "components": {name: {"kind": spec.kind, "source": spec.source} for name, spec in components.items()},
+            "components": {name: {"kind": spec.kind, "source": spec.source, "learned": spec.deep}
+                           for name, spec in components.items()},
             "reference": reference}

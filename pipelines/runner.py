@@ -259,7 +259,8 @@ class Runner:
                         if stage.key in forced or not self.cache.has(stage.key):
                             todo.add(stage.key)
                         else:
-                            store.record_timing(run_id, stage.key, stage.method, stage.scene, 0.0, cached=True)
+                            store.record_timing(run_id, stage.key, stage.method, stage.scene, 0.0, cached=True,
+                                                scale=planned.scanned.scale, inputs=stage.inputs)
                 with tqdm(total=summary.stages_total, initial=summary.stages_total - len(todo), desc="stages",
                           unit="stage", disable=not self.show_progress) as bar:
                     if todo:
@@ -321,7 +322,8 @@ class Runner:
             try:
                 for result in executor.run(batches, load_inputs, forced):
                     for stage in result.found_cached:
-                        store.record_timing(run_id, stage.key, stage.method, stage.scene, 0.0, cached=True)
+                        store.record_timing(run_id, stage.key, stage.method, stage.scene, 0.0, cached=True,
+                                            scale=scale_of[stage.key], inputs=stage.inputs)
                     share = result.seconds / max(len(result.computed), 1)
                     for stage, output in zip(result.computed, result.outputs):
                         metadata = {"method": stage.method, "kind": stage.kind, "scene": stage.scene,
@@ -330,7 +332,8 @@ class Runner:
                             metadata["tile_after_out_of_memory"] = result.retried[-1]
                             summary.memory_retries.append((stage.method, stage.scene, list(result.retried)))
                         self.cache.put(stage.key, output, metadata)
-                        store.record_timing(run_id, stage.key, stage.method, stage.scene, share, cached=False)
+                        store.record_timing(run_id, stage.key, stage.method, stage.scene, share, cached=False,
+                                            scale=scale_of[stage.key], inputs=stage.inputs)
                         summary.stages_computed += 1
                     summary.compute_seconds += result.seconds
                     bar.update(len(result.computed) + len(result.found_cached))

@@ -843,7 +843,7 @@ def test_report_command_renders_without_importing_torch(fixture, tmp_path):
     config.write_text(f'[profiles.demo]\noutput_dir = "{fixture["database"].parent.as_posix()}"\n')
     script = f"""
 import argparse, sys
-from pipelines.report_command import add_report_parser, cmd_report
+from reports.command import add_report_parser, cmd_report
 parser = argparse.ArgumentParser()
 parser.add_argument("--config")
 add_report_parser(parser.add_subparsers())
@@ -864,7 +864,7 @@ sys.exit(status)
 
 
 def test_report_command_error_is_one_line(tmp_path, capsys):
-    from pipelines.report_command import cmd_report
+    from reports.command import cmd_report
 
     config = tmp_path / "benchmark.toml"
     config.write_text(f'[profiles.demo]\noutput_dir = "{(tmp_path / "empty").as_posix()}"\n')
