@@ -75,10 +75,6 @@ def dataset_label(data: ReportData, given: str | None) -> str:
     return f"the scenes of profile {data.profile or data.latest_manifest.get('profile') or '?'}"
 
 
-def _join(words: list[str]) -> str:
-    return " and ".join(words) if len(words) < 3 else ", ".join(words[:-1]) + " and " + words[-1]
-
-
 class Caption(list):
     """A caption as segments: plain text (str) and metric labels (MetricInfo), so that each format
     prints the labels its own way (`Q<sup>AB/F</sup>` in HTML, `$Q^{AB/F}$` in LaTeX)."""
