@@ -32,12 +32,13 @@ def _config(args):
 
 def cmd_list(args) -> int:
     from pipelines.catalog import ORDERS, profile_grid
-    from pipelines.registry import methods, weights_status
+    from pipelines.registry import check_weights_keys, methods, weights_status
 
     config = _config(args)
     profile = config.profile(args.profile)
     table = methods(config)
     grid = profile_grid(table, profile.grid, config.source, profile.name)
+    check_weights_keys(config, profile, table)
     specs = grid.pipelines()
     in_grid = {name for spec in specs for name in spec.components}
     weights = {}
@@ -122,10 +123,11 @@ def cmd_apply(args) -> int:
     size = None
     if weights is None and spec.deep:
         # The profile's weights: a configured file, or demo weights that a run has already made.
-        from pipelines.registry import weights_status
+        from pipelines.registry import check_weights_keys, methods, weights_status
         from pipelines.weights import demo_weights_path
 
         profile = config.profile(args.profile)
+        check_weights_keys(config, profile, methods(config))
         scale = args.scale or profile.scales[0]
         status = weights_status(profile, spec, scale)
         if status.source == "configured":

@@ -45,19 +45,26 @@ def data_report(profile: Profile) -> dict:
 
 def weights_report(profile: Profile, config: BenchmarkConfig | None = None) -> dict[str, dict]:
     """For every registered method with weights and every scale: the configured path and whether
-    the file exists."""
-    from pipelines.registry import methods
+    the file exists, or whether its demo weights are already cached or would be trained first."""
+    from pipelines.registry import methods, weights_status
+    from pipelines.weights import demo_weights_path
 
     report = {}
     for spec in methods(config).specs.values():
-        for key in spec.weight_keys(profile.scales):
-            path = profile.weights.get(key)
-            if path is None:
-                status = "demo weights (trained on first use)" if profile.model_size == "small" else "not configured"
-                report[key] = {"path": None, "found": False, "status": status}
+        for scale in profile.scales:
+            status = weights_status(profile, spec, scale)
+            if status is None or status.key in report:
+                continue
+            if status.source == "configured":
+                report[status.key] = {"path": str(status.path), "found": status.found,
+                                      "status": "found" if status.found else "missing"}
+            elif status.source == "demo":
+                cached = demo_weights_path(profile, spec, scale, Path(profile.cache_dir))
+                report[status.key] = ({"path": str(cached), "found": True, "status": "demo weights (cached)"}
+                                      if cached.is_file() else
+                                      {"path": None, "found": False, "status": "demo weights (trained on first use)"})
             else:
-                exists = Path(path).is_file() or any(Path(path).parent.glob(Path(path).name + ".*"))
-                report[key] = {"path": str(path), "found": exists, "status": "found" if exists else "missing"}
+                report[status.key] = {"path": None, "found": False, "status": "not configured"}
     return report
 
 

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Literal
 
 from cfanet.methods import KINDS, MethodError, MethodSpec, MethodTable, spec_of
-from pipelines.config import BenchmarkConfig, ConfigError, MethodDeclaration, Profile
+from pipelines.config import BenchmarkConfig, ConfigError, MethodDeclaration, Profile, declared_weights
 
 ENTRY_POINT_GROUP = "cfanet_bench.methods"
 # Packages (walked recursively) and modules whose decorated classes are the built-in methods.
@@ -144,6 +144,30 @@ def method(name: str, config: BenchmarkConfig | None = None) -> MethodSpec:
         hint = f"; did you mean {', '.join(close)}?" if close else f"; known: {', '.join(table.specs)}"
         raise KeyError(f"unknown method {name!r}{hint}")
     return spec
+
+
+def check_weights_keys(config: BenchmarkConfig, profile: Profile, table: MethodTable) -> None:
+    """Every key of `[profiles.<name>.weights]` must name a registered method's weights at one of the
+    profile's scales (`NAME` for scale-free methods, `NAME.xS` otherwise): a typo would otherwise
+    leave the method on demo weights without a word. The error names the key, the file and the
+    closest valid keys."""
+    valid = {key for spec in table.specs.values() for key in spec.weight_keys(profile.scales)}
+    valid |= set(declared_weights(config.methods, profile.scales))
+    for key in profile.weights:
+        if key in valid:
+            continue
+        name, _, scale = key.rpartition(".x") if ".x" in key else (key, "", "")
+        spec = table.find(name) if name else None
+        if spec is not None and spec.deep and scale:
+            problem = (f"{spec.name} is scale-free: use the key \"{spec.name}\"" if not spec.scale_specific else
+                       f"scale x{scale} is not among the profile's scales {list(profile.scales)}")
+        elif spec is not None and not spec.deep:
+            problem = f"{spec.name} loads no weights"
+        else:
+            close = difflib.get_close_matches(key, sorted(valid), n=3, cutoff=0.6)
+            problem = "no such method" + (f"; did you mean {', '.join(close)}?" if close else
+                                          f"; valid keys: {', '.join(sorted(valid))}")
+        raise ConfigError(config.source, f"profiles.{profile.name}.weights.\"{key}\"", f"unknown key: {problem}")
 
 
 @dataclass(frozen=True)

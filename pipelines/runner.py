@@ -53,7 +53,7 @@ from pipelines.manifest import environment, grid_record, profile_identity, weigh
 from pipelines.planning import (PlannedScene, ScannedScene, components_of, load_scanned, plan_stages, scan_scenes,
                                 stage_batches)
 from pipelines.publishing import Publisher
-from pipelines.registry import methods
+from pipelines.registry import check_weights_keys, methods
 from pipelines.scoring import describe_metrics, score_output
 from pipelines.store import ResultsStore
 from pipelines.weights import ResolvedWeights, check_paper_inputs, resolve_weights
@@ -120,6 +120,9 @@ class Runner:
                  show_progress: bool = True, log=print, executor: str | None = None):
         self.config = config
         self.profile = config.profile(profile_name)
+        self.methods = methods(config)  # every registered method, the config's own included
+        self.grid = profile_grid(self.methods, self.profile.grid, config.source, self.profile.name)
+        check_weights_keys(config, self.profile, self.methods)  # before anything is created on disk
         self.device = choose_device(self.profile.runtime.device)
         self.output_dir = Path(self.profile.output_dir)
         self.cache = StageCache(Path(self.profile.cache_dir) / "stages")
@@ -128,8 +131,6 @@ class Runner:
         self.show_progress = show_progress
         self.log = log
         self.executor_name = executor or self.profile.runtime.executor
-        self.methods = methods(config)  # every registered method, the config's own included
-        self.grid = profile_grid(self.methods, self.profile.grid, config.source, self.profile.name)
         self.ray_options: dict = {}  # extra RayExecutor arguments (tests: num_cpus)
         self._weights: dict[tuple[str, int], ResolvedWeights | None] = {}
         self._token = uuid.uuid4().hex  # names this run's models in the per-process pool

@@ -1,0 +1,83 @@
+"""Weights keys that name nothing are errors (issue 15, item 5), and what `doctor` and the paper
+profile's early failure say about weights."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import pytest
+
+from pipelines.cli import main
+
+
+def _config(tmp_path, weights: str, scales: str = "[2]", extra: str = "") -> str:
+    (tmp_path / "w.pth").write_bytes(b"")
+    path = tmp_path / "bench.toml"
+    path.write_text(textwrap.dedent(f"""
+        [profiles.demo]
+        scales = {scales}
+        output_dir = "{tmp_path / 'out'}"
+        cache_dir = "{tmp_path / 'cache'}"
+        [profiles.demo.dataset]
+        num_scenes = 1
+        hr_size = 48
+        [profiles.demo.weights]
+        {weights}
+        {extra}
+    """))
+    return str(path)
+
+
+def _one_error(capsys) -> str:
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and err[0].startswith("error: "), err
+    return err[0]
+
+
+@pytest.mark.parametrize("key, expected", [
+    ('"RCANN.x2"', "no such method; did you mean RCAN.x2"),
+    ('"RCAN.x3"', "scale x3 is not among the profile's scales [2]"),
+    ('"MEF-Net.x2"', 'MEF-Net is scale-free: use the key "MEF-Net"'),
+    ('"MGFF"', "MGFF loads no weights"),
+])
+@pytest.mark.parametrize("command", [["run-all"], ["run", "MGFF+RCAN"], ["list"]])
+def test_unknown_weights_key_is_an_error_naming_key_and_file(tmp_path, capsys, key, expected, command):
+    config = _config(tmp_path, f'{key} = "w.pth"')
+    assert main(["--config", config, *command]) == 2
+    line = _one_error(capsys)
+    assert config in line and f"profiles.demo.weights.{key}" in line and expected in line
+    assert not (tmp_path / "out").exists() and not (tmp_path / "cache" / "stages").exists()  # before any work
+
+
+def test_valid_keys_pass(tmp_path, capsys):
+    config = _config(tmp_path, '"RCAN.x4" = "w.pth"\n"MEF-Net" = "w.pth"', scales="[2, 4]")
+    assert main(["--config", config, "list", "--json"]) == 0
+    methods = json.loads(capsys.readouterr().out)["methods"]
+    assert "RCAN.x4: found" in methods["RCAN"]["weights"] and "MEF-Net: found" in methods["MEF-Net"]["weights"]
+
+
+def test_paper_missing_files_listed_once_each(tmp_path, capsys):
+    config = _config(tmp_path, "", scales="[2, 4]", extra='')
+    text = open(config).read().replace('[profiles.demo]', '[profiles.demo]\nmodel_size = "official"')
+    open(config, "w").write(text)
+    assert main(["--config", config, "run-all"]) == 2
+    err = capsys.readouterr().err
+    assert err.count('weights."MEF-Net"') == 1 and err.count('weights."U2Fusion"') == 1
+    assert err.count('weights."RCAN.x2"') == 1 and err.count('weights."RCAN.x4"') == 1
+
+
+def test_doctor_tells_cached_demo_weights_from_untrained(tmp_path, capsys, monkeypatch):
+    from pipelines.config import load_config
+    from pipelines.registry import method
+    from pipelines.weights import demo_weights_path
+
+    config = _config(tmp_path, "")
+    profile = load_config(config).profile()
+    cached = demo_weights_path(profile, method("RCAN"), 2, profile.cache_dir)
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"weights")
+    assert main(["--config", config, "doctor", "--json"]) == 0
+    weights = json.loads(capsys.readouterr().out)["weights"]
+    assert weights["RCAN.x2"]["status"] == "demo weights (cached)" and weights["RCAN.x2"]["path"] == str(cached)
+    assert weights["SRFBN.x2"]["status"] == "demo weights (trained on first use)"
