@@ -109,8 +109,27 @@ def cmd_score(args) -> int:
         result.update({f"{metric.name}_{key}": item for key, item in extras.items()})
         if not metric.convention_dependent:
             result[f"{metric.name}_reference"] = metric.description
-    print(json.dumps(result, indent=2, allow_nan=True))
+    print(json.dumps(_strict_json(result), indent=2, allow_nan=False))
     return 0
+
+
+def _strict_json(value, key: str = ""):
+    """`value` with every non-finite number replaced by null (strict JSON has no Infinity or NaN);
+    what it was is said in `<key>_non_finite` next to it ("inf": e.g. PSNR of identical images)."""
+    import math
+
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            out[k] = _strict_json(v, k)
+            if isinstance(v, float) and not math.isfinite(v):
+                out[f"{k}_non_finite"] = "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")
+        return out
+    if isinstance(value, (list, tuple)):
+        return [_strict_json(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def cmd_apply(args) -> int:

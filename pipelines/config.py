@@ -277,6 +277,14 @@ def _validate_profile(profile: Profile, source: str) -> None:
             raise ConfigError(source, f"{key}.{name}", f"must be positive, got {value}")
     if data.hr_size % 4:
         raise ConfigError(source, f"{key}.dataset.hr_size", f"must be a multiple of 4, got {data.hr_size}")
+    if data.kind == "demo":
+        bad = [scale for scale in profile.scales if data.hr_size % scale]
+        if data.hr_size < 48 or bad:
+            raise ConfigError(source, f"{key}.dataset.hr_size", f"the demo's HR size must be at least 48 and a "
+                              f"multiple of every scale {list(profile.scales)}, got {data.hr_size}")
+    for name, value in (("dataset.seed", data.seed), ("demo_training.seed", profile.demo_training.seed)):
+        if value < 0:
+            raise ConfigError(source, f"{key}.{name}", f"must be a non-negative integer, got {value}")
     if data.hr_long_side is not None and data.hr_long_side < 64:
         raise ConfigError(source, f"{key}.dataset.hr_long_side", f"must be at least 64, got {data.hr_long_side}")
     if profile.runtime.tile_size < 0 or profile.runtime.tile_overlap < 0:

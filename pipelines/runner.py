@@ -46,7 +46,7 @@ from pipelines.catalog import PipelineSpec, find_pipeline, profile_grid
 from pipelines.codehash import method_code_digest
 from pipelines.compute import (OutOfMemoryStageError, StageWorker, WeightsFile, choose_device, first_line,
                                is_out_of_memory, runtime_options)  # noqa: F401 - is_out_of_memory: part of this module's API
-from pipelines.config import BenchmarkConfig, Profile
+from pipelines.config import BenchmarkConfig, ConfigError, Profile
 from pipelines.executors import BatchError, LocalExecutor, StageBatch
 from pipelines.graph import Stage
 from pipelines.manifest import environment, grid_record, profile_identity, weights_record
@@ -145,6 +145,21 @@ class Runner:
             return self.grid.pipelines()
         return [find_pipeline(name, self.methods, self.grid) for name in names]
 
+    def check_tile_size(self, names: list[str]) -> None:
+        """A configured `runtime.tile_size` must exceed the tile overlap of every tiling method of the
+        run (tiles must advance); checked before any work, naming the key."""
+        runtime = self.profile.runtime
+        if runtime.tile_size <= 0:
+            return
+        for name in names:
+            spec = self.methods.specs[name]
+            overlap = runtime.tile_overlap or getattr(spec.cls, "default_tile_overlap", 0)
+            if spec.tiles and runtime.tile_size <= overlap:
+                raise ConfigError(self.config.source, f"profiles.{self.profile.name}.runtime.tile_size",
+                                  f"{runtime.tile_size} is not larger than {name}'s tile overlap of {overlap} pixels "
+                                  f"({'runtime.tile_overlap' if runtime.tile_overlap else 'its default'}); use a "
+                                  f"larger tile, or 0 for automatic")
+
     def prepare_weights(self, methods: list[str]) -> dict[tuple[str, int], ResolvedWeights | None]:
         """The weights of every method at every scale: configured files, or demo weights (made on
         first use). Must precede `worker()`, `load_models()` and `plan()`."""
@@ -231,6 +246,7 @@ class Runner:
         self._pipelines = specs
         methods = components_of(specs)
         check_paper_inputs(self.profile, [self.methods.specs[name] for name in methods])
+        self.check_tile_size(methods)
         datasets = {scale: open_profile_dataset(self.profile, scale) for scale in self.profile.scales}
         for dataset in datasets.values():
             dataset.names()  # fail early on a malformed dataset folder or an unusable scene name

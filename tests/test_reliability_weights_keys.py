@@ -81,3 +81,44 @@ def test_doctor_tells_cached_demo_weights_from_untrained(tmp_path, capsys, monke
     weights = json.loads(capsys.readouterr().out)["weights"]
     assert weights["RCAN.x2"]["status"] == "demo weights (cached)" and weights["RCAN.x2"]["path"] == str(cached)
     assert weights["SRFBN.x2"]["status"] == "demo weights (trained on first use)"
+
+
+@pytest.mark.parametrize("table, key, expected", [
+    ("[profiles.demo.runtime]\ntile_size = 1", "runtime.tile_size", "not larger than SRFBN's tile overlap"),
+    ("[profiles.demo.dataset]\nseed = -1", "dataset.seed", "non-negative"),
+])
+def test_bad_runtime_and_dataset_values_name_their_key_before_work(tmp_path, capsys, table, key, expected):
+    config = _config(tmp_path, "")
+    text = open(config).read()
+    section, line = table.split("\n")
+    text = text.replace(section, f"{section}\n{line}") if section in text else text + f"\n{table}\n"
+    open(config, "w").write(text)
+    assert main(["--config", config, "run", "SRFBN+MGFF"]) == 2
+    error = _one_error(capsys)
+    assert f"profiles.demo.{key}" in error and expected in error and config in error
+    assert not (tmp_path / "cache" / "demo_weights").exists()  # before any work
+
+
+@pytest.mark.parametrize("scales, hr_size", [("[2]", 44), ("[3]", 64)])
+def test_demo_size_not_fitting_the_scales_names_the_key(tmp_path, capsys, scales, hr_size):
+    config = _config(tmp_path, "", scales=scales)
+    text = open(config).read().replace("hr_size = 48", f"hr_size = {hr_size}")
+    open(config, "w").write(text)
+    assert main(["--config", config, "list"]) == 2
+    error = _one_error(capsys)
+    assert "profiles.demo.dataset.hr_size" in error and str(hr_size) in error
+
+
+def test_score_prints_strict_json_for_identical_images(tmp_path, capsys):
+    import cv2
+    import numpy as np
+
+    image = np.random.default_rng(0).integers(0, 256, (40, 40, 3), dtype=np.uint8)
+    for name in ("o", "u", "f"):
+        cv2.imwrite(str(tmp_path / f"{name}.png"), image)
+    assert main(["score", "--over", str(tmp_path / "o.png"), "--under", str(tmp_path / "u.png"),
+                 "--fused", str(tmp_path / "f.png"), "--gt", str(tmp_path / "f.png")]) == 0
+    out = capsys.readouterr().out
+    assert "Infinity" not in out and "NaN" not in out
+    result = json.loads(out, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
+    assert result["psnr"] is None and result["psnr_non_finite"] == "inf" and result["ssim"] == pytest.approx(1.0)
