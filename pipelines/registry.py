@@ -189,7 +189,9 @@ def weights_status(profile: Profile, spec: MethodSpec, scale: int) -> WeightsSta
     key = spec.weight_keys((scale,))[0]
     path = profile.weights.get(key)
     if path is not None:
-        found = Path(path).is_file() or any(Path(path).parent.glob(Path(path).name + ".*"))
+        # a file, or a TensorFlow checkpoint prefix (`model.ckpt` with `model.ckpt.index` beside it);
+        # any other sibling (`RCAN.pth.bak`) does not make a missing file found
+        found = Path(path).is_file() or Path(f"{path}.index").is_file()
         return WeightsStatus(spec.name, key, Path(path), found, "configured")
     if profile.model_size == "small" and "small" in spec.configs:
         return WeightsStatus(spec.name, key, None, True, "demo")

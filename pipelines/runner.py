@@ -74,6 +74,24 @@ def open_profile_dataset(profile: Profile, scale: int):
     return open_dataset(data.kind, scale, root=data.root, split_file=data.split_file, **extra)
 
 
+def ensure_writable(folder: Path, source: str, key: str) -> None:
+    """Check, before any work and without creating anything, that files can be written in `folder`
+    (or, where it does not exist yet, in its nearest existing parent); a ConfigError naming the key
+    and the folder otherwise (read-only mount, immutable folder, no permission)."""
+    existing = folder.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    probe = existing / f".write-test-{uuid.uuid4().hex}.part"
+    try:
+        if not existing.is_dir():
+            raise NotADirectoryError(20, "not a folder", str(existing))
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(source, key, f"{folder}: cannot write there ({exc.strerror or exc}); choose a writable "
+                                       f"folder") from None
+
+
 def batch_failure(error: BatchError, scanned: dict[tuple[int, str], ScannedScene], finished: int) -> StageError:
     """A one-line StageError naming the scenes of the failed batch, their input files (from
     `scanned`, by (scale, scene name)) and the method; `finished`: stages this run finished."""
@@ -125,6 +143,8 @@ class Runner:
         check_weights_keys(config, self.profile, self.methods)  # before anything is created on disk
         self.device = choose_device(self.profile.runtime.device)
         self.output_dir = Path(self.profile.output_dir)
+        for folder, key in ((self.output_dir, "output_dir"), (Path(self.profile.cache_dir), "cache_dir")):
+            ensure_writable(folder, config.source, f"profiles.{self.profile.name}.{key}")
         self.cache = StageCache(Path(self.profile.cache_dir) / "stages")
         self.publisher = Publisher(self.output_dir, self.cache.root)
         self.weights_trainer = weights_trainer
@@ -258,6 +278,8 @@ class Runner:
             self.cache.root, cache_dir / "metrics", cache_dir / "demo_weights", self.output_dir / "images"))
         if removed:
             self.log(f"removed {removed} temporary file(s) left by killed runs (older than an hour)")
+        with ResultsStore(database):
+            pass  # a damaged or unusable results database fails here, before weights are made
         self.log(f"preparing weights for {len(methods)} methods ({self.profile.name} profile)")
         self.prepare_weights(methods)
         self.load_models(methods)

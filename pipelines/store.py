@@ -69,6 +69,10 @@ def with_retries(operation: Callable[[], T], retry_seconds: float = 600.0, first
         delay = min(delay * 2, 1.0)
 
 
+class StoreError(ValueError):
+    """The results database cannot be used (not a database, damaged, not writable); names the file."""
+
+
 class ResultsStore:
     """The results database at `path` (created on first use).
 
@@ -85,6 +89,12 @@ class ResultsStore:
             self._retry(lambda: self._connection.execute("PRAGMA journal_mode=WAL").fetchone())
             self._retry(lambda: self._connection.executescript(SCHEMA))
             self._retry(self._add_columns)
+        except sqlite3.DatabaseError as exc:
+            self._connection.close()
+            if isinstance(exc, sqlite3.OperationalError) and is_busy_error(exc):
+                raise
+            raise StoreError(f"{self.path}: the results database cannot be used ({exc}); move it aside (the stage "
+                             f"and metric caches keep every computed result, so a rerun rebuilds it quickly)") from exc
         except BaseException:
             self._connection.close()
             raise

@@ -122,3 +122,50 @@ def test_score_prints_strict_json_for_identical_images(tmp_path, capsys):
     assert "Infinity" not in out and "NaN" not in out
     result = json.loads(out, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
     assert result["psnr"] is None and result["psnr_non_finite"] == "inf" and result["ssim"] == pytest.approx(1.0)
+
+
+def test_weights_file_missing_with_a_backup_beside_it(tmp_path, capsys):
+    config = _config(tmp_path, '"RCAN.x2" = "RCAN.pth"')
+    (tmp_path / "RCAN.pth.bak").write_bytes(b"old")
+    assert main(["--config", config, "list", "--json"]) == 0
+    assert f"MISSING {tmp_path / 'RCAN.pth'}" in json.loads(capsys.readouterr().out)["methods"]["RCAN"]["weights"]
+    assert main(["--config", config, "run", "SRFBN+MGFF", "RCAN+MGFF"]) == 2
+    error = _one_error(capsys)
+    assert "RCAN.pth" in error and ".index" not in error and ".bak" not in error
+
+
+def test_garbled_results_database_is_named_with_a_hint(tmp_path, capsys):
+    import sqlite3
+
+    from pipelines.store import ResultsStore, StoreError
+
+    database = tmp_path / "results.sqlite"
+    database.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StoreError, match="move it aside") as info:
+        ResultsStore(database)
+    assert str(database) in str(info.value) and isinstance(info.value.__cause__, sqlite3.DatabaseError)
+    config = _config(tmp_path, "")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "results.sqlite").write_bytes(b"garbage" * 1000)
+    assert main(["--config", config, "run", "SRFBN+MGFF"]) == 2
+    error = _one_error(capsys)
+    assert str(tmp_path / "out" / "results.sqlite") in error and "move it aside" in error
+    assert not (tmp_path / "cache" / "demo_weights").exists()  # before any weights were made
+
+
+def test_read_only_output_folder_is_named_before_work(tmp_path, capsys):
+    import shutil
+    import subprocess
+
+    out = tmp_path / "out"
+    out.mkdir()
+    if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(out)]).returncode != 0:
+        pytest.skip("chattr +i is not available here to make a folder read-only for root")
+    try:
+        config = _config(tmp_path, "")
+        assert main(["--config", config, "run", "SRFBN+MGFF"]) == 2
+        error = _one_error(capsys)
+        assert "profiles.demo.output_dir" in error and str(out) in error and "cannot write" in error
+        assert not (tmp_path / "cache" / "demo_weights").exists()
+    finally:
+        subprocess.run(["chattr", "-i", str(out)])
