@@ -193,16 +193,29 @@ class Runner:
 
     def identity(self, name: str, scale: int) -> dict:
         """What identifies a method's computation in the stage cache: its weights' SHA-256, its
-        configuration and scale, the runtime options it is built with (tiling, precision) and the
-        digest of its code (its module's import closure and the shared protocol code)."""
+        configuration and scale, the runtime options it is built with (tiling, precision), the
+        numerical settings (`numerics`) and the digest of its code (its module's import closure and
+        the shared protocol code)."""
         spec = self.methods.specs[name]
         weights = self._weights.get((name, scale))
         ident = {"config": {"scale": scale}, "weights_sha256": None}
         if weights is not None:
             ident = weights.identity()
-        ident["config"] = {**ident["config"], **runtime_options(spec, self.profile.runtime, self.device)}
+        ident["config"] = {**ident["config"], **runtime_options(spec, self.profile.runtime, self.device),
+                           **self.numerics()}
         ident["code"] = method_code_digest(spec.module)
         return ident
+
+    def numerics(self) -> dict:
+        """The settings that change floating-point summation order and so can move an output by an
+        8-bit level: the device type, the batch size (scenes per forward pass) and, on the CPU, the
+        intra-op thread count of the computing processes. They are part of every stage's key."""
+        runtime = self.profile.runtime
+        numerics = {"device": self.device.type, "batch_size": runtime.batch_size}
+        if self.device.type == "cpu":
+            remote = self.executor_name == "ray" and runtime.cpus_per_task
+            numerics["threads"] = runtime.cpus_per_task if remote else torch.get_num_threads()
+        return numerics
 
     def worker(self) -> StageWorker:
         """The picklable description of how this run computes stages (settings, methods, weights)."""

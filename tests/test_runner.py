@@ -143,3 +143,31 @@ def test_killed_run_resumes_without_recomputing_and_gives_identical_results(tmp_
     clean = Runner(_config(clean_root), weights_trainer=seeded_weights, show_progress=False,
                    log=lambda *_: None).run(PIPELINES)
     assert sorted(resumed.results) == sorted(clean.results)
+
+
+def test_every_setting_that_can_move_an_output_is_in_the_stage_key(tmp_path):
+    """Tile size and overlap, precision (through the methods' options), batch size and, on the CPU,
+    the thread count change outputs by up to an 8-bit level (tests/test_method_interface.py,
+    tests/test_executors.py): each is in the key; settings that cannot change pixels are not."""
+    import torch
+
+    def identity(extra="", method="SRFBN"):
+        return Runner(_config(tmp_path, extra), weights_trainer=seeded_weights, show_progress=False,
+                      log=lambda *_: None).identity(method, 2)
+
+    base = identity()
+    assert base["config"]["device"] == "cpu" and base["config"]["threads"] == torch.get_num_threads()
+    for setting in ("[profiles.demo.runtime]\ntile_size = 64", "[profiles.demo.runtime]\nbatch_size = 2",
+                    "[profiles.demo.runtime]\ntile_size = 64\ntile_overlap = 40"):
+        assert identity(setting) != base, setting
+    assert identity("[profiles.demo.runtime]\ntile_size = 64") == identity("[profiles.demo.runtime]\ntile_size = 64")
+    # a method that does not tile ignores the tile size: its key stays
+    assert identity("[profiles.demo.runtime]\ntile_size = 64", "MGFF") == identity("", "MGFF")
+    # settings that change no pixel: workers, executor addresses
+    assert identity("[profiles.demo.runtime]\nworkers = 3") == base
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1 if threads > 1 else 2)
+        assert identity() != base
+    finally:
+        torch.set_num_threads(threads)
