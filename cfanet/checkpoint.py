@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -55,19 +56,71 @@ def _numpy_safe_globals() -> list:
     return allowed
 
 
+# What the weights-only unpickler says when a pickle asks for a global, call or object it does not
+# admit: a hostile or foreign pickle (refused), as opposed to bytes that are not a pickle at all.
+_REFUSAL_MARKERS = ("unrecognized function", "create new object", "Can only build",
+                    "persistent_load", "persistent id", "must be imported to load")
+
+
 def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu"):
-    """Load a checkpoint file safely (`weights_only=True`, numpy scalars admitted); returns its object."""
+    """Load a checkpoint file safely (`weights_only=True`, numpy scalars admitted); returns its object.
+
+    Every failure is a `CheckpointError` naming the file: a pickle holding objects other than
+    tensors, containers and numpy scalars is refused (never executed); any other failure of
+    `torch.load` (random or corrupt bytes, a truncated file) says the file is not a PyTorch checkpoint.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint file not found")
     try:
+        with open(path, "rb") as handle:
+            empty = not handle.read(1)
+    except OSError as exc:
+        raise CheckpointError(f"{path}: checkpoint file cannot be read ({exc.strerror or exc})") from exc
+    if empty:
+        raise CheckpointError(f"{path}: checkpoint file is empty")
+    try:
         with torch.serialization.safe_globals(_numpy_safe_globals()):
             return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        raise CheckpointError(f"{path}: refused to unpickle (it holds objects other than tensors, "
-                              f"containers and numpy scalars): {exc}") from exc
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({exc})") from exc
+        detail = _unpickler_detail(exc)
+        if _is_refusal(detail):
+            raise CheckpointError(f"{path}: refused to unpickle (it holds objects other than tensors, "
+                                  f"containers and numpy scalars): {detail}") from exc
+        raise CheckpointError(_not_a_checkpoint(path, exc)) from exc
+    except RuntimeError as exc:
+        if "cuda" in str(exc).lower() and "deserialize" in str(exc).lower():  # a device problem, not the file's
+            raise CheckpointError(f"{path}: {' '.join(str(exc).split())}") from exc
+        raise CheckpointError(_not_a_checkpoint(path, exc)) from exc
+    except Exception as exc:  # noqa: BLE001 - random bytes fail anywhere (IndexError, KeyError, struct.error...)
+        raise CheckpointError(_not_a_checkpoint(path, exc)) from exc
+
+
+def _is_refusal(detail: str) -> bool:
+    """The unpickler refused a named global or a call/object it does not admit (a hostile or foreign
+    pickle), rather than stumbling on bytes that are no pickle (random bytes can also spell the
+    GLOBAL opcode, but seldom followed by an identifier)."""
+    if "GLOBAL" in detail:
+        return re.search(r"GLOBAL [A-Za-z_][\w.]* (was not an allowed|whose module)", detail) is not None
+    return any(marker in detail for marker in _REFUSAL_MARKERS)
+
+
+def _unpickler_detail(exc: BaseException) -> str:
+    """The weights-only unpickler's own reason, without PyTorch's paragraph around it."""
+    detail = " ".join(str(exc).split())
+    for marker in ("WeightsUnpickler error:", "got the file from a trusted source."):
+        if marker in detail:
+            reason = detail.split(marker, 1)[1].split("Check the documentation of torch.load")[0].strip(" ;.")
+            return reason or detail
+    return detail
+
+
+def _not_a_checkpoint(path: Path, exc: BaseException) -> str:
+    detail = _unpickler_detail(exc)
+    if len(detail) > 200:
+        detail = detail[:200] + " ..."
+    return (f"{path}: not a PyTorch checkpoint (random or corrupt bytes?): torch.load failed with "
+            f"{type(exc).__name__}" + (f": {detail}" if detail else ""))
 
 
 def _is_state_dict(obj) -> bool:

@@ -6,13 +6,26 @@ Grayscale is expanded to RGB; an alpha channel is dropped with a warning; float 
 stored, and refused when they hold NaN or infinite values. Truncated PNG and JPEG files are refused
 and named as truncated. Writing quantises with round-half-up (`floor(255 x + 0.5)` after clipping to
 [0, 1]), which is MATLAB's `im2uint8` for values in [0, 1]. Every failure raises `ImageFileError`
-naming the file (OpenCV's own warnings on stderr are silenced while decoding).
+naming the file; OpenCV's own log lines and the codec libraries' lines (`libpng warning: ...`,
+`libpng error: ...`, libjpeg's and libtiff's) are kept off stderr while decoding.
+
+Decompression bombs: before anything is decoded, the size the file's header claims is read (the PNG
+IHDR chunk directly, other formats through Pillow's header-only parsers) and an image of more than
+`max_image_pixels()` pixels (default `DEFAULT_MAX_IMAGE_PIXELS`, 100 megapixels; the environment
+variable `CFANET_MAX_IMAGE_PIXELS` changes it) is refused with an `ImageFileError` naming the file,
+its claimed size and the limit. A small crafted PNG that claims 30000x30000 is thus refused in
+milliseconds instead of decoding to gigabytes.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import os
+import struct
+import sys
+import tempfile
+import threading
 import warnings
 from pathlib import Path
 
@@ -23,6 +36,11 @@ import torch
 from cfanet.atomic import write_bytes_atomic
 
 READABLE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
+
+# The largest image (width x height) decoded by default: 100 megapixels, four times a 6000x4000
+# SICE exposure. Decoded to float32 RGB that is 1.2 GB per copy; the pipelines hold a few copies.
+DEFAULT_MAX_IMAGE_PIXELS = 100_000_000
+MAX_IMAGE_PIXELS_ENV = "CFANET_MAX_IMAGE_PIXELS"
 
 
 class ImageFileError(OSError):
@@ -50,6 +68,184 @@ def _quiet_opencv():
         logging.setLogLevel(previous)
 
 
+# Lines that the codec libraries under OpenCV print on stderr by themselves (not through OpenCV's
+# logging): dropped while decoding, since the failure is reported once, by `ImageFileError`.
+_CODEC_LINE_PREFIXES = (b"libpng warning:", b"libpng error:", b"Corrupt JPEG data", b"Premature end of JPEG",
+                        b"Invalid SOS parameters", b"Unsupported marker", b"TIFFRead", b"TIFFFetch",
+                        b"TIFFAdvance", b"TIFFScanline", b"TIFFFillStrip", b"TIFFFillTile", b"TIFFReadDirectory",
+                        b"_TIFFVSetField", b"imread_", b"OpenEXR")
+_stderr_lock = threading.Lock()
+_stderr_state = {"depth": 0, "saved": None, "capture": None}
+
+
+@contextlib.contextmanager
+def _codec_lines_captured():
+    """Route file descriptor 2 to a temporary file while the body runs; afterwards, write back every
+    captured line except the codec libraries' own (`_CODEC_LINE_PREFIXES`).
+
+    libpng and libjpeg print with `fprintf(stderr, ...)` inside OpenCV, below Python, so only the
+    descriptor can be redirected. Nested and concurrent uses share one redirection (the last one out
+    restores it), so nothing another thread writes meanwhile is lost, only delayed. Where the
+    descriptor cannot be redirected (no fd 2, odd platforms) the body runs unchanged.
+    """
+    with _stderr_lock:
+        state = _stderr_state
+        if state["depth"] == 0:
+            capture = saved = None
+            try:
+                if sys.stderr is not None:
+                    sys.stderr.flush()
+                capture = tempfile.TemporaryFile()
+                saved = os.dup(2)
+                os.dup2(capture.fileno(), 2)
+            except (OSError, ValueError, AttributeError):
+                if saved is not None:
+                    os.close(saved)
+                if capture is not None:
+                    capture.close()
+                capture = saved = None
+            state["capture"], state["saved"] = capture, saved
+        state["depth"] += 1
+    try:
+        yield
+    finally:
+        with _stderr_lock:
+            state["depth"] -= 1
+            if state["depth"] == 0 and state["saved"] is not None:
+                capture, saved = state["capture"], state["saved"]
+                state["capture"] = state["saved"] = None
+                try:
+                    os.dup2(saved, 2)
+                finally:
+                    os.close(saved)
+                with capture:
+                    capture.seek(0)
+                    kept = [line for line in capture.read().splitlines(keepends=True)
+                            if not line.lstrip().startswith(_CODEC_LINE_PREFIXES)]
+                if kept:
+                    with contextlib.suppress(OSError):
+                        os.write(2, b"".join(kept))
+
+
+def max_image_pixels() -> int | None:
+    """The pixel limit (width x height) for decoding: `$CFANET_MAX_IMAGE_PIXELS` when set, else
+    `DEFAULT_MAX_IMAGE_PIXELS` (100 megapixels). `CFANET_MAX_IMAGE_PIXELS=0` (or `none`) lifts this
+    limit; OpenCV's own (2^30 pixels, raised with `OPENCV_IO_MAX_IMAGE_PIXELS` set before Python
+    starts) still applies. A value that is not a whole number is a `ValueError` naming the variable.
+    """
+    text = os.environ.get(MAX_IMAGE_PIXELS_ENV, "").strip()
+    if not text:
+        return DEFAULT_MAX_IMAGE_PIXELS
+    if text.lower() in ("0", "none", "unlimited"):
+        return None
+    try:
+        value = int(text.replace("_", ""))
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise ValueError(f"environment variable {MAX_IMAGE_PIXELS_ENV}={text!r}: expected a whole number of "
+                         f"pixels (width x height), e.g. {DEFAULT_MAX_IMAGE_PIXELS}, or 0 for no limit")
+    return value or None
+
+
+def header_size(data: bytes | np.ndarray) -> tuple[int, int] | None:
+    """(width, height) that an encoded image's header claims, without decoding any pixels; None when
+    the format is not recognised or the header is unreadable (the decoder then says why).
+
+    PNG is read from its IHDR chunk; other formats through Pillow's header parsers, which read only
+    the header (and without Pillow's own decompression-bomb check, which would warn or raise).
+    """
+    head = bytes(data[:64]) if isinstance(data, np.ndarray) else bytes(data[:64])
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        if len(head) >= 24 and head[12:16] == b"IHDR":
+            width, height = struct.unpack(">II", head[16:24])
+            return width, height
+        return None
+    if head[:4] in (b"II*\0", b"MM\0*"):
+        size = _tiff_size(data)  # also covers float TIFFs, which Pillow does not open
+        if size is not None:
+            return size
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover - Pillow is a dependency
+        return None
+    buffer = io.BytesIO(data.tobytes() if isinstance(data, np.ndarray) else bytes(data))
+    try:
+        Image.preinit()
+        for attempt in (0, 1):
+            if attempt:
+                Image.init()
+            for name in list(Image.ID):
+                factory, accept = Image.OPEN.get(name, (None, None))
+                if factory is None:
+                    continue
+                result = accept(head) if accept else True
+                if not result or isinstance(result, str):
+                    continue
+                buffer.seek(0)
+                try:
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        image = factory(buffer, "")
+                except Exception:  # noqa: BLE001 - not this format, or a broken header
+                    continue
+                width, height = image.size
+                return int(width), int(height)
+    except Exception:  # noqa: BLE001 - Pillow's plugin registry changed: no header check
+        return None
+    return None
+
+
+def _tiff_size(data: bytes | np.ndarray) -> tuple[int, int] | None:
+    """ImageWidth and ImageLength of a classic TIFF's first directory; None if unreadable."""
+    try:
+        order = "<" if bytes(data[:2]) == b"II" else ">"
+        (offset,) = struct.unpack(order + "I", bytes(data[4:8]))
+        (count,) = struct.unpack(order + "H", bytes(data[offset:offset + 2]))
+        found = {}
+        for index in range(count):
+            start = offset + 2 + 12 * index
+            tag, kind, _ = struct.unpack(order + "HHI", bytes(data[start:start + 8]))
+            if tag in (256, 257) and kind in (3, 4):
+                raw = bytes(data[start + 8:start + 12])
+                found[tag] = struct.unpack(order + ("H" if kind == 3 else "I"), raw[:2] if kind == 3 else raw)[0]
+        return (found[256], found[257]) if len(found) == 2 else None
+    except (struct.error, KeyError, ValueError):
+        return None
+
+
+def _check_pixel_limit(path: Path, data: np.ndarray, max_pixels: int | None) -> None:
+    if not max_pixels:
+        return
+    size = header_size(data)
+    if size is None:
+        return  # a format Pillow does not parse: OpenCV's own limit applies (see `_decode`)
+    width, height = size
+    if width * height > max_pixels:
+        raise ImageFileError(path, f"header claims {width}x{height} pixels ({width * height / 1e6:.1f} megapixels), "
+                                   f"over the limit of {max_pixels} pixels ({max_pixels / 1e6:g} megapixels) "
+                                   f"that guards against decompression bombs; if the image is genuine, raise the "
+                                   f"limit with the environment variable {MAX_IMAGE_PIXELS_ENV} (pixels, 0 for none)")
+
+
+def _decode(path: Path, data: np.ndarray) -> np.ndarray | None:
+    """`cv2.imdecode`, quietly; OpenCV's exceptions (its own pixel limit, allocation failures)
+    become `ImageFileError` naming the file."""
+    try:
+        with _quiet_opencv(), _codec_lines_captured():
+            return cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    except cv2.error as exc:
+        message = " ".join(str(exc).split())
+        size = header_size(data)
+        claimed = f"header claims {size[0]}x{size[1]} pixels; " if size else ""
+        if "MAX_IMAGE_PIXELS" in message or "validateInputImageSize" in message:
+            raise ImageFileError(path, f"{claimed}too large for OpenCV's decoder (its limit is 2^30 pixels unless "
+                                       f"OPENCV_IO_MAX_IMAGE_PIXELS is set before Python starts)") from exc
+        if "memory" in message.lower() or "allocate" in message.lower():
+            raise ImageFileError(path, f"{claimed}not enough memory to decode it") from exc
+        raise ImageFileError(path, f"not a decodable image (OpenCV: {message})") from exc
+
+
 def _undecodable_reason(data: np.ndarray) -> str:
     """Why OpenCV could not decode `data`: a truncated PNG or JPEG is named as such."""
     head, tail = data[:8].tobytes(), data[-4096:].tobytes()
@@ -62,11 +258,16 @@ def _undecodable_reason(data: np.ndarray) -> str:
     return "not a decodable image (corrupt, or not an image in a supported format)"
 
 
-def read_image_array(path: str | os.PathLike) -> np.ndarray:
+def read_image_array(path: str | os.PathLike, max_pixels: int | None | str = "env") -> np.ndarray:
     """Decode a file to an RGB numpy array (H, W, 3) of its own integer dtype (uint8 or uint16).
 
     Float TIFFs are returned as float32 as stored (NaN or infinite values are an error). Grayscale
     becomes three equal channels; alpha is dropped with a `UserWarning`.
+
+    Images whose header claims more than `max_pixels` pixels (width x height) are refused before
+    decoding, with an `ImageFileError` naming the file, the claimed size and the limit. The default,
+    "env", is `max_image_pixels()`: `$CFANET_MAX_IMAGE_PIXELS`, or 100 megapixels
+    (`DEFAULT_MAX_IMAGE_PIXELS`) when unset; None or 0 lifts the limit.
     """
     path = Path(path)
     try:
@@ -81,8 +282,8 @@ def read_image_array(path: str | os.PathLike) -> np.ndarray:
         raise ImageFileError(path, f"cannot be read ({exc.strerror or exc})") from exc
     if data.size == 0:
         raise ImageFileError(path, "file is empty")
-    with _quiet_opencv():
-        array = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    _check_pixel_limit(path, data, max_image_pixels() if max_pixels == "env" else max_pixels)
+    array = _decode(path, data)
     if array is None:
         raise ImageFileError(path, _undecodable_reason(data))
     if array.dtype not in (np.uint8, np.uint16, np.float32):
@@ -120,9 +321,12 @@ def array_to_tensor(array: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(scaled.transpose(2, 0, 1)))[None]
 
 
-def read_image(path: str | os.PathLike) -> torch.Tensor:
-    """Read an image file as a float32 RGB tensor (1, 3, H, W) in [0, 1]."""
-    return array_to_tensor(read_image_array(path))
+def read_image(path: str | os.PathLike, max_pixels: int | None | str = "env") -> torch.Tensor:
+    """Read an image file as a float32 RGB tensor (1, 3, H, W) in [0, 1].
+
+    `max_pixels` as in `read_image_array` (default: `$CFANET_MAX_IMAGE_PIXELS`, or 100 megapixels).
+    """
+    return array_to_tensor(read_image_array(path, max_pixels=max_pixels))
 
 
 def quantize(x: torch.Tensor | np.ndarray, bits: int = 8) -> np.ndarray:

@@ -33,6 +33,7 @@ class ScannedScene:
     under_key: str
     lr_size: tuple[int, int]
     files: dict
+    hr_size: tuple[int, int] | None = None
 
 
 @dataclass
@@ -54,8 +55,10 @@ def scan_scenes(datasets: dict, modcropped: dict, log: Callable[[str], None] = p
     for scale, dataset in datasets.items():
         for name in tqdm(dataset.names(), desc=f"checking scenes x{scale}", disable=not show_progress, leave=False):
             scene = dataset.load(name)
+            reference = next((x for x in (scene.gt, scene.gt_over) if x is not None), None)
             scanned.append(ScannedScene(scale, name, image_key(scene.over), image_key(scene.under),
-                                        tuple(scene.over.shape[-2:]), dict(scene.info.get("files") or {})))
+                                        tuple(scene.over.shape[-2:]), dict(scene.info.get("files") or {}),
+                                        None if reference is None else tuple(reference.shape[-2:])))
             before, after = scene.info.get("modcropped_from"), scene.info.get("hr_size")
             if before is not None and after is not None and tuple(before) != tuple(after):
                 modcropped[f"x{scale}/{name}"] = (tuple(before), tuple(after))
@@ -66,6 +69,47 @@ def scan_scenes(datasets: dict, modcropped: dict, log: Callable[[str], None] = p
         log(f"note: ... {len(modcropped) - SHOWN_NOTES} more scene(s) cropped to a multiple of the scale "
             f"(all listed in the run manifest under 'modcropped')")
     return scanned
+
+
+SMALL_SIDE = 64  # scenes with a side below this are checked against every metric before any work
+
+
+def check_scene_sizes(scanned: list[ScannedScene], metrics_config, specs: dict) -> None:
+    """Refuse, before any work, scenes too small for a method of the run (its `min_input_size`) or
+    for a metric of the profile (SSIM's 11-pixel window after the `sr` convention's border crop,
+    MEF-SSIM's scales...): the error names the scene's files and what needs more pixels. Metrics
+    are probed on stand-in images of the scene's size, only for scenes with a side below 64 px."""
+    import torch
+
+    from cfanet.metrics.registry import References
+    from pipelines.scoring import conventions_of, metrics_of
+
+    probed: dict[tuple, str | None] = {}
+    for entry in scanned:
+        where = f"scene {entry.name!r} ({', '.join(str(v) for v in entry.files.values()) or 'generated'})"
+        for spec in specs.values():
+            if min(entry.lr_size) < spec.min_input_size:
+                raise DatasetError(f"{where}: its {entry.lr_size[0]}x{entry.lr_size[1]} LR images are smaller than "
+                                   f"{spec.name}'s minimum of {spec.min_input_size} pixels per side")
+        if entry.hr_size is None or min(entry.hr_size) >= SMALL_SIDE:
+            continue
+        key = (entry.hr_size, entry.scale)
+        if key not in probed:
+            probed[key] = None
+            image = torch.full((1, 3, *entry.hr_size), 0.5)
+            refs = References(gt=image, gt_over=image, gt_under=image)
+            for metric in metrics_of(metrics_config):
+                for convention in metric.conventions(conventions_of(metrics_config)):
+                    try:
+                        metric.compute_details(image, refs, convention, entry.scale)
+                    except ValueError as exc:
+                        probed[key] = f"{metric.label} ({convention}) cannot score it: {exc}"
+                        break
+                if probed[key]:
+                    break
+        if probed[key]:
+            raise DatasetError(f"{where}: its {entry.hr_size[0]}x{entry.hr_size[1]} HR images are too small: "
+                               f"{probed[key]}")
 
 
 def load_scanned(datasets: dict, scanned: ScannedScene) -> Scene:

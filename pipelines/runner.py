@@ -50,8 +50,8 @@ from pipelines.config import BenchmarkConfig, ConfigError, Profile
 from pipelines.executors import BatchError, LocalExecutor, StageBatch
 from pipelines.graph import Stage
 from pipelines.manifest import environment, grid_record, profile_identity, weights_record
-from pipelines.planning import (PlannedScene, ScannedScene, components_of, load_scanned, plan_stages, scan_scenes,
-                                stage_batches)
+from pipelines.planning import (PlannedScene, ScannedScene, check_scene_sizes, components_of, load_scanned,
+                                plan_stages, scan_scenes, stage_batches)
 from pipelines.publishing import Publisher
 from pipelines.registry import check_weights_keys, methods
 from pipelines.scoring import describe_metrics, score_output
@@ -286,6 +286,7 @@ class Runner:
         database = self.output_dir / "results.sqlite"
         summary = RunSummary("", self.output_dir, database)
         scanned = scan_scenes(datasets, summary.modcropped, self.log, self.show_progress)
+        check_scene_sizes(scanned, self.profile.metrics, {name: self.methods.specs[name] for name in methods})
         cache_dir = Path(self.profile.cache_dir)
         removed = sum(remove_stale_temporaries(folder) for folder in (
             self.cache.root, cache_dir / "metrics", cache_dir / "demo_weights", self.output_dir / "images"))

@@ -437,17 +437,13 @@ def test_bad_inputs_in_run_all(tmp_path, capsys, monkeypatch, seeded):
     bad("config wrong type", str(typed), "profiles.bench.dataset.hr_size", "expected an integer",
         argv=["--config", str(typed), "run-all"])
 
-    # an image smaller than a model's window: found when the stage runs, after other stages
+    # a scene too small for a metric (and a model's window): found before any work, naming its files
     files = _scene(data, "b", 4, 4)
-    line = _one_line(capsys, main(run_all), "scene 'b'", str(files["over"]), "kept", "run again to resume")
-    _report(capsys, "run-all: image smaller than a model's window", line)
+    line = _one_line(capsys, main(run_all), "scene 'b'", str(files["over"]), "4x4 HR images are too small")
+    _report(capsys, "run-all: scene too small for the metrics", line)
     tried += 1
     entries, finished = _state(tmp_path)
-    assert all(entries.get(name) == ident for name, ident in before[0].items()) and finished == before[1]
-    assert len(entries) > len(before[0])  # the stages of b that ran before the failure are kept too
-    status, manifest = sqlite3.connect(tmp_path / "out" / "results.sqlite").execute(
-        "SELECT status, manifest FROM runs ORDER BY started DESC LIMIT 1").fetchone()
-    assert status == "failed" and "scene 'b'" in manifest
+    assert entries == before[0] and finished == before[1]  # nothing computed, nothing lost
     # fixed: the rerun resumes (a's stages from the cache) and finishes
     _remove(*files.values())
     _scene(data, "b")
@@ -486,3 +482,18 @@ def test_bad_inputs_in_run_all(tmp_path, capsys, monkeypatch, seeded):
                for p in (tmp_path / "out").rglob("*") if p.is_file())
     with capsys.disabled():
         print(f"\nrun-all bad inputs tried: {tried}, each a single error line; nothing computed before was lost")
+
+
+@pytest.mark.parametrize("size", [4, 12])
+def test_scene_too_small_for_the_metrics_fails_before_work(tmp_path, capsys, monkeypatch, seeded, size):
+    """A 4x4 (or 12x12) scene used to fail in SSIM after every stage had run: now the check before
+    work names the scene's files and the metric that needs more pixels."""
+    monkeypatch.chdir(tmp_path)
+    config = _bench(tmp_path)
+    files = _scene(tmp_path / "data", "tiny", size, size)
+    assert main(["--config", str(config), "run", "SRFBN+MGFF", "CF-Net"]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and err[0].startswith("error: ") and "scene 'tiny'" in err[0], err
+    assert str(files["over"]) in err[0] and f"{size}x{size} HR images are too small" in err[0]
+    assert ("PSNR (sr) cannot score it" if size == 4 else "SSIM (sr) cannot score it") in err[0]
+    assert not (tmp_path / "cache" / "demo_weights").exists() and not list((tmp_path / "cache").glob("stages/??/*"))
