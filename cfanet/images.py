@@ -294,6 +294,11 @@ def read_image_array(path: str | os.PathLike, max_pixels: int | None | str = "en
         bad = int(array.size - np.isfinite(array).sum())
         raise ImageFileError(path, f"float image holds {bad} NaN or infinite value(s); expected finite values "
                                    f"in [0, 1]")
+    if array.dtype == np.float32 and (array.min() < 0.0 or array.max() > 1.0):
+        outside = int(((array < 0.0) | (array > 1.0)).sum())
+        warnings.warn(f"{path}: {outside} float value(s) outside [0, 1] (range {float(array.min()):g} to "
+                      f"{float(array.max()):g}) clipped to [0, 1]", UserWarning, stacklevel=2)
+        array = np.clip(array, 0.0, 1.0)
     if array.ndim == 2:
         return np.repeat(array[:, :, None], 3, axis=2)
     channels = array.shape[2]

@@ -182,14 +182,17 @@ def _print_summary(summary, profile) -> None:
 
     frame = pd.DataFrame(summary.results, columns=["scene", "method", "metric", "convention", "value"])
     main = profile.metrics.convention
-    keep = frame[frame.convention.isin([main, "official"])]
-    table = keep.pivot_table(index="method", columns="metric", values="value", aggfunc="mean")
-    table = table[[m.name for m in METRICS if m.name in table.columns]]
-    if "psnr" in table:
-        table = table.sort_values("psnr", ascending=False)
-    print()
-    print(f"mean over {frame.scene.nunique()} scene(s); PSNR/SSIM convention '{main}', the other metrics official:")
-    print(table.to_string(float_format=lambda v: f"{v:.4f}"))
+    if frame.empty:
+        print("\nno scores: the scenes have no HR references (ground truth or HR exposures) to score against")
+    else:
+        keep = frame[frame.convention.isin([main, "official"])]
+        table = keep.pivot_table(index="method", columns="metric", values="value", aggfunc="mean")
+        table = table[[m.name for m in METRICS if m.name in table.columns]]
+        if "psnr" in table:
+            table = table.sort_values("psnr", ascending=False)
+        print()
+        print(f"mean over {frame.scene.nunique()} scene(s); PSNR/SSIM convention '{main}', the other metrics official:")
+        print(table.to_string(float_format=lambda v: f"{v:.4f}"))
     print()
     print(f"run {summary.run_id}: {summary.stages_computed} of {summary.stages_total} stages computed "
           f"({summary.stages_total - summary.stages_computed} from the cache), {summary.wall_seconds:.1f} s")

@@ -225,6 +225,10 @@ def load_report_data(database: str | Path, *, run_id: str | None = None, profile
         finished = {run.run_id for run in runs if run.status == "finished"}
         candidates = results[results.run_id.isin(finished)]
         if candidates.empty:
+            if finished:
+                raise ReportError(f"{database}: the finished run(s) scored nothing: the data set's scenes have no HR "
+                                  f"references (ground truth or HR exposures) to score against; the images are "
+                                  f"under {database.parent / 'images'}")
             raise ReportError(f"{database} has no finished run with results; run `cfanet-bench run-all` first")
         latest = (candidates.assign(order=candidates.run_id.map(order)).groupby("method")["order"].max())
         keep = candidates.run_id.map(order) == candidates.method.map(latest)

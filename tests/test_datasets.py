@@ -168,3 +168,69 @@ def test_bad_arguments():
         open_dataset("sice", 2)
     with pytest.raises(DatasetError, match="not found"):
         open_dataset("triples", 2, root="/nonexistent/folder")
+
+
+def test_sice_says_which_folders_it_skips(sice_root):
+    _img(sice_root / ".thumbnails" / "1.png", 22, 30, 0.5)
+    _img(sice_root / ".thumbnails" / "2.png", 22, 30, 0.2)
+    _img(sice_root / "7" / "1.png", 22, 30, 0.5)  # one exposure only
+    with pytest.warns(UserWarning) as caught:
+        names = open_dataset("sice", 2, root=sice_root).names()
+    assert names == ["1", "2", "10"]
+    messages = [str(w.message) for w in caught]
+    assert any("skipped 1 hidden folder(s): .thumbnails" in m for m in messages)
+    assert any("skipped 1 sequence(s) with fewer than two exposures: 7" in m for m in messages)
+
+
+def test_float_tiff_values_above_one_are_clipped_with_a_warning(tmp_path):
+    path = tmp_path / "hdr.tif"
+    array = np.full((6, 5, 3), 0.5, np.float32)
+    array[0, 0, 0], array[1, 1, 1] = 1.7, -0.2
+    assert cv2.imwrite(str(path), array)
+    with pytest.warns(UserWarning, match=r"hdr.tif: 2 float value\(s\) outside \[0, 1\].*clipped"):
+        image = read_image(path)
+    assert float(image.max()) == 1.0 and float(image.min()) == 0.0
+
+
+def test_scene_name_with_bytes_that_are_not_utf8_is_named(tmp_path, capsys):
+    import os
+
+    from pipelines.cli import main
+
+    data = tmp_path / "data"
+    for role, level in (("over", 0.8), ("under", 0.1), ("gt", 0.5)):
+        folder = data / role
+        folder.mkdir(parents=True)
+        _img(folder / "a.png", 48, 48, level)
+        with open(os.path.join(os.fsencode(folder), b"caf\xe9.png"), "wb") as handle:
+            handle.write((folder / "a.png").read_bytes())
+    config = tmp_path / "b.toml"
+    config.write_text(f'[profiles.demo]\noutput_dir = "{tmp_path / "out"}"\ncache_dir = "{tmp_path / "cache"}"\n'
+                      f'[profiles.demo.dataset]\nkind = "triples"\nroot = "{data}"\n')
+    assert main(["--config", str(config), "run", "SRFBN+MGFF"]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and "not valid UTF-8" in err[0] and "caf" in err[0], err
+    assert not (tmp_path / "cache" / "demo_weights").exists()
+
+
+def test_scenes_without_hr_references_say_so_in_the_summary_and_the_report(tmp_path, capsys, monkeypatch):
+    """CF-Net's `test_data` layout (LR pairs only): the run says it scored nothing and why, and the
+    report says so too (not "run run-all first")."""
+    import pipelines.demo_training
+    from pipelines.cli import main
+    from test_runner import seeded_weights
+
+    monkeypatch.setattr(pipelines.demo_training, "train_demo_weights", seeded_weights)
+    data = tmp_path / "test_data"
+    _img(data / "lr_over" / "a.png", 24, 24, 0.8)
+    _img(data / "lr_under" / "a.png", 24, 24, 0.1)
+    config = tmp_path / "b.toml"
+    config.write_text(f'[profiles.demo]\noutput_dir = "{tmp_path / "out"}"\ncache_dir = "{tmp_path / "cache"}"\n'
+                      f'[profiles.demo.dataset]\nkind = "cfnet"\nroot = "{data}"\n')
+    assert main(["--config", str(config), "run", "Fast-SPD-MEF+SRFBN"]) == 0
+    out = capsys.readouterr().out
+    assert "no scores: the scenes have no HR references" in out and "Empty DataFrame" not in out
+    assert (tmp_path / "out" / "images" / "x2" / "Fast-SPD-MEF+SRFBN" / "a.png").is_file()
+    assert main(["--config", str(config), "report"]) == 2
+    err = capsys.readouterr().err
+    assert "scored nothing" in err and "no HR references" in err and "run-all` first" not in err

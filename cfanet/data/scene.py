@@ -53,6 +53,10 @@ def scene_name_problem(name: str) -> str | None:
             return f"contains the path character {label}"
     if any(ord(c) < 32 or ord(c) == 127 for c in name):
         return "contains a control character"
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # bytes that are not UTF-8, decoded by the file system as surrogates
+        return "its bytes are not valid UTF-8"
     if name.startswith("."):
         return "starts with '.' (a hidden file name)"
     if len(name.encode("utf-8")) > MAX_SCENE_NAME_BYTES:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 import re
 from pathlib import Path
 
@@ -59,9 +60,15 @@ class SiceDataset(SceneDataset):
         self._selection: dict[str, dict] = {}
 
     def _all_names(self) -> list[str]:
-        scenes = [p.name for p in list_folder(self.root)
-                  if p.is_dir() and p.resolve() != self.label_dir.resolve() and not p.name.startswith(".")]
-        scenes = sorted((s for s in scenes if len(image_files(self.root / s)) >= 2), key=_natural_key)
+        folders = [p for p in list_folder(self.root) if p.is_dir() and p.resolve() != self.label_dir.resolve()]
+        hidden = [p.name for p in folders if p.name.startswith(".")]
+        scenes = [p.name for p in folders if not p.name.startswith(".")]
+        single = [s for s in scenes if len(image_files(self.root / s)) < 2]
+        for names, why in ((hidden, "hidden folder(s)"), (single, "sequence(s) with fewer than two exposures")):
+            if names:
+                warnings.warn(f"{self.root}: skipped {len(names)} {why}: {', '.join(sorted(names)[:10])}"
+                              f"{' ...' if len(names) > 10 else ''}", UserWarning, stacklevel=2)
+        scenes = sorted((s for s in scenes if s not in single), key=_natural_key)
         if not scenes:
             raise DatasetError(f"{self.root}: no scene folders with at least two exposures")
         missing = [s for s in scenes if find_image(self.label_dir, s) is None]
