@@ -14,6 +14,16 @@ atomic, and `lock(key)` serialises the computation of a stage so that a second p
 the first one's entry instead of computing it again. Temporary files left by killed processes are
 never read (an entry is its final `.png` and `.json` names only) and are removed by
 `remove_stale_temporaries` once they are old enough not to belong to a live writer.
+
+Every entry is verified when it is read. `put` stores the SHA-256 of the PNG bytes (`png_sha256`)
+and the key in the entry's metadata; `has` and `get` check both (hashing the file's bytes, which
+`get` reads anyway; a verified entry is remembered by its files' inode, size and times, so a run
+hashes each entry once). An entry whose image no longer matches its checksum (a published hard link
+drawn on, another PNG copied over it, disk trouble), whose metadata is unreadable or names another
+key, or whose image does not decode is dropped with a `CacheIntegrityWarning` naming the key and
+the file, and counts as missing: the runner then recomputes it in the same run. Entries written
+before checksums existed (no `png_sha256`) are accepted as they are, and dropped when they do not
+decode.
 """
 
 from __future__ import annotations
@@ -23,14 +33,20 @@ import hashlib
 import json
 import os
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 
-from cfanet.atomic import write_text_atomic
-from cfanet.images import ImageFileError, quantize, read_image, write_image
+from cfanet.atomic import write_bytes_atomic, write_text_atomic
+from cfanet.images import ImageFileError, array_to_tensor, quantize, read_image
+
+
+class CacheIntegrityWarning(UserWarning):
+    """A cache entry failed its integrity check and was dropped (it is computed again)."""
 
 
 def canonical_json(obj) -> str:
@@ -51,6 +67,29 @@ def image_key(image: torch.Tensor) -> str:
     digest = hashlib.sha256(str(pixels.shape).encode())
     digest.update(np.ascontiguousarray(pixels).tobytes())
     return digest.hexdigest()
+
+
+def encode_png(image: torch.Tensor | np.ndarray) -> tuple[bytes, np.ndarray]:
+    """An RGB image in [0, 1] ((3, H, W) or (1, 3, H, W)) as the 8-bit PNG bytes `write_image`
+    writes for it (same quantisation, same encoder settings), and its 8-bit RGB pixels (H, W, 3)."""
+    if isinstance(image, torch.Tensor):
+        image = image.detach().cpu().numpy()
+    image = np.asarray(image)
+    if image.ndim == 4:
+        if image.shape[0] != 1:
+            raise ValueError(f"encode_png takes one image, got a batch of {image.shape[0]}")
+        image = image[0]
+    if image.ndim != 3 or image.shape[0] != 3:
+        raise ValueError(f"expected an RGB image shaped (3, H, W) or (1, 3, H, W), got {image.shape}")
+    pixels = np.ascontiguousarray(quantize(image.transpose(1, 2, 0)))
+    ok, encoded = cv2.imencode(".png", np.ascontiguousarray(pixels[:, :, ::-1]))  # RGB -> BGR for OpenCV
+    if not ok:
+        raise ValueError("PNG encoding failed")
+    return encoded.tobytes(), pixels
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def remove_stale_temporaries(folder: str | os.PathLike, older_than: float = 3600.0, recursive: bool = True) -> int:
@@ -100,6 +139,7 @@ class StageCache:
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
+        self._verified: dict[str, tuple] = {}  # key -> file signatures when last verified
 
     def _paths(self, key: str) -> tuple[Path, Path]:
         folder = self.root / key[:2]
@@ -125,21 +165,109 @@ class StageCache:
         writer's temporary file exists for milliseconds). Returns how many were removed."""
         return remove_stale_temporaries(self.root, older_than)
 
-    def has(self, key: str) -> bool:
+    # -- integrity ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def _signature(path: Path) -> tuple | None:
+        try:
+            st = path.stat()
+        except OSError:
+            return None
+        return (st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+    def _check(self, key: str, image: Path, meta: Path) -> tuple[bytes | None, str | None, tuple, bool]:
+        """Read and check one entry: (PNG bytes or None, why it is damaged or None, signatures of
+        the files as read, whether a checksum was checked). Bytes None and reason None: the entry
+        is absent."""
+        signature = (self._signature(image), self._signature(meta))
+        if None in signature:
+            return None, None, signature, False
+        try:
+            text = meta.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None, None, signature, False
+        except (OSError, UnicodeDecodeError) as exc:
+            return None, f"metadata unreadable ({exc})", signature, False
+        try:
+            info = json.loads(text)
+        except ValueError:
+            return None, "metadata is not valid JSON", signature, False
+        if not isinstance(info, dict):
+            return None, "metadata is not a JSON object", signature, False
+        try:
+            data = image.read_bytes()
+        except FileNotFoundError:
+            return None, None, signature, False
+        except OSError as exc:
+            return None, f"image unreadable ({exc.strerror or exc})", signature, False
+        if "key" in info and info["key"] != key:
+            return None, f"metadata belongs to another key ({info['key']!r})", signature, False
+        expected = info.get("png_sha256")
+        if expected is not None and sha256_hex(data) != expected:
+            return None, "image does not match its checksum (changed after it was stored)", signature, False
+        return data, None, signature, expected is not None
+
+    def _drop(self, key: str, image: Path, meta: Path, reason: str, signature: tuple) -> None:
+        """Remove a damaged entry (unless a writer replaced its files meanwhile) and warn."""
+        if (self._signature(image), self._signature(meta)) == signature:
+            image.unlink(missing_ok=True)
+            meta.unlink(missing_ok=True)
+        self._verified.pop(key, None)
+        warnings.warn(f"stage cache entry {key} ({image}) is damaged: {reason}; dropped, it is computed again",
+                      CacheIntegrityWarning, stacklevel=3)
+
+    def _read_verified(self, key: str) -> tuple[bytes | None, bool]:
+        """The entry's PNG bytes when it is present and passes its checksum (with whether it had
+        one: entries from before checksums have none), else None; a damaged entry is
+        dropped (with a warning) and gives None. A failed check is repeated a moment later when the
+        files changed meanwhile (a concurrent writer between its image and its metadata)."""
         image, meta = self._paths(key)
-        return image.is_file() and meta.is_file()
+        for _ in range(3):
+            data, reason, signature, checked = self._check(key, image, meta)
+            if reason is None:
+                if data is not None:
+                    self._verified[key] = signature
+                return data, checked
+            time.sleep(0.05)
+            if (self._signature(image), self._signature(meta)) == signature:
+                break  # still the files that failed: damaged, not a write in progress
+        self._drop(key, image, meta, reason, signature)
+        return None, False
+
+    def verify(self, key: str) -> bool:
+        """True when the entry is present and intact (checksum, metadata); a damaged entry is
+        dropped with a `CacheIntegrityWarning` and gives False, so the runner recomputes it. Hashes
+        the image once per process while its files stay unchanged."""
+        image, meta = self._paths(key)
+        known = self._verified.get(key)
+        if known is not None and known == (self._signature(image), self._signature(meta)):
+            return True
+        return self._read_verified(key)[0] is not None
+
+    def has(self, key: str) -> bool:
+        """True when a complete and intact entry exists (see `verify`)."""
+        image, meta = self._paths(key)
+        if not (image.is_file() and meta.is_file()):
+            return False
+        return self.verify(key)
 
     def get(self, key: str) -> torch.Tensor | None:
-        """The cached float32 RGB (1, 3, H, W) output, or None when absent or unreadable."""
+        """The cached float32 RGB (1, 3, H, W) output, or None when absent, unreadable or damaged
+        (a damaged entry is dropped, with a `CacheIntegrityWarning` naming the key and file)."""
         image, meta = self._paths(key)
         if not (image.is_file() and meta.is_file()):
             return None
-        try:
+        data, checked = self._read_verified(key)
+        if data is None:
+            return None
+        if checked:  # exactly the bytes `put` encoded: 8-bit BGR, decoded from what was hashed
+            array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+            if array is not None and array.dtype == np.uint8:
+                return array_to_tensor(np.ascontiguousarray(array[:, :, ::-1]))
+        try:  # an entry from before checksums: decoded by the general (quiet) reader
             return read_image(image)
-        except ImageFileError:
-            # A damaged entry (disk trouble): drop it so the stage is recomputed.
-            image.unlink(missing_ok=True)
-            meta.unlink(missing_ok=True)
+        except ImageFileError as exc:
+            self._drop(key, image, meta, exc.reason, (self._signature(image), self._signature(meta)))
             return None
 
     def metadata(self, key: str) -> dict | None:
@@ -150,9 +278,13 @@ class StageCache:
             return None
 
     def put(self, key: str, output: torch.Tensor, metadata: dict) -> torch.Tensor:
-        """Store an output (quantised to 8 bits, as stages are chained through 8-bit files);
-        returns the stored 8-bit version so callers continue exactly as a cache hit would."""
+        """Store an output (quantised to 8 bits, as stages are chained through 8-bit files) with the
+        SHA-256 of its PNG bytes and its key in the metadata; returns the stored 8-bit version so
+        callers continue exactly as a cache hit would."""
         image, meta = self._paths(key)
-        write_image(image, output)  # atomic (unique temporary file + rename)
-        write_text_atomic(meta, canonical_json(metadata))  # lands last: an entry counts only once both exist
-        return read_image(image)
+        data, pixels = encode_png(output)
+        write_bytes_atomic(image, data)  # atomic (unique temporary file + rename)
+        record = {**metadata, "key": key, "png_sha256": sha256_hex(data)}
+        write_text_atomic(meta, canonical_json(record))  # lands last: an entry counts only once both exist
+        self._verified.pop(key, None)
+        return array_to_tensor(pixels)

@@ -146,6 +146,7 @@ class Runner:
         for folder, key in ((self.output_dir, "output_dir"), (Path(self.profile.cache_dir), "cache_dir")):
             ensure_writable(folder, config.source, f"profiles.{self.profile.name}.{key}")
         self.cache = StageCache(Path(self.profile.cache_dir) / "stages")
+        # copies, not hard links: editing a published image must never touch the cache
         self.publisher = Publisher(self.output_dir, self.cache.root)
         self.weights_trainer = weights_trainer
         self.show_progress = show_progress

@@ -12,12 +12,19 @@ hash of those and never computed twice (a rerun, a second report, another run sh
 The metric code enters the key as the digest of the import closure of the metric registry and the
 metric modules (`metric_code_digest`, by `pipelines.codehash`): editing a metric, the colour code or
 the 8-bit quantisation recomputes the values; editing a method, the runner or the reports does not.
+
+Each metric cache file holds its key, the values and the SHA-256 of both (`{"key", "values",
+"sha256"}`), checked when it is read: a file that was rewritten, copied from another key, damaged
+or unreadable gives a `MetricCacheWarning` naming it and the values are computed again (and the
+file rewritten). Files from before the checksum (a bare `{"metric|convention": value}` object)
+are recomputed and rewritten in the new form without a warning.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from functools import lru_cache
 from pathlib import Path
 
@@ -98,20 +105,55 @@ def compute_scores(scene, output, metrics_config) -> dict[str, float]:
     return values
 
 
+class MetricCacheWarning(UserWarning):
+    """A metric cache file failed its integrity check; its values are computed again."""
+
+
+def _values_checksum(key: str, values: dict) -> str:
+    return hashlib.sha256(canonical_json([key, values]).encode()).hexdigest()
+
+
+def _cached_values(path: Path, key: str) -> dict[str, float] | None:
+    """The values stored in `path` for `key` when the file is intact; None when it is missing or
+    from before checksums; a damaged file warns (naming it) and gives None."""
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        reason = f"unreadable ({exc})"
+    else:
+        if isinstance(record, dict) and "sha256" not in record and "values" not in record:
+            return None  # written before checksums: computed again, silently
+        values = record.get("values") if isinstance(record, dict) else None
+        if not isinstance(values, dict) or not all(
+                isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool)
+                for k, v in values.items()):
+            reason = "not a metric cache record"
+        elif record.get("key") != key:
+            reason = "stored under another key"
+        elif record.get("sha256") != _values_checksum(key, values):
+            reason = "values do not match their checksum (changed after they were stored)"
+        else:
+            return dict(values)
+    warnings.warn(f"metric cache file {path} (key {key}) is damaged: {reason}; the values are computed again",
+                  MetricCacheWarning, stacklevel=3)
+    return None
+
+
 def score_output(scene, final_key: str, output, metrics_config, cache_dir: Path) -> dict[str, float]:
     """Every metric of the profile on `output` (the final image stored under `final_key`), as
-    {"metric|convention": value}; cached under `cache_dir/metrics`."""
+    {"metric|convention": value}; cached under `cache_dir/metrics` (checksummed, verified on read)."""
     key = metrics_cache_key(scene, final_key, metrics_config)
     path = Path(cache_dir) / "metrics" / key[:2] / f"{key}.json"
-    if path.is_file():
-        try:
-            return json.loads(path.read_text())
-        except (OSError, ValueError):  # damaged (disk trouble): compute again
-            pass
+    cached = _cached_values(path, key)
+    if cached is not None:
+        return cached
     values = compute_scores(scene, output, metrics_config)
-    write_text_atomic(path, json.dumps(values))  # unique temporary file + rename
+    record = {"key": key, "values": values, "sha256": _values_checksum(key, values)}
+    write_text_atomic(path, json.dumps(record))  # unique temporary file + rename
     return values
 
 
-__all__ = ["METRICS", "compute_scores", "conventions_of", "describe_metrics", "metric_code_digest",
-           "metrics_cache_key", "metrics_of", "score_output"]
+__all__ = ["METRICS", "MetricCacheWarning", "compute_scores", "conventions_of", "describe_metrics",
+           "metric_code_digest", "metrics_cache_key", "metrics_of", "score_output"]

@@ -113,7 +113,18 @@ class ResultsStore:
                             raise
 
     def _retry(self, operation: Callable[[], T]) -> T:
-        return with_retries(operation, self.retry_seconds)
+        """`operation` retried while the database is locked; any other database failure (disk full,
+        damaged file, read-only) is a StoreError naming the file."""
+        try:
+            return with_retries(operation, self.retry_seconds)
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError) and is_busy_error(exc):
+                raise
+            message = str(exc)
+            hint = ("free space on that disk or choose another output_dir; every stage and metric computed so far "
+                    "is kept in the cache" if "full" in message else
+                    "move it aside (the stage and metric caches keep every computed result)")
+            raise StoreError(f"{self.path}: {message}; {hint}") from exc
 
     def _write(self, sql: str, parameters=(), many: bool = False) -> None:
         """One statement in its own transaction, retried while the database is locked."""

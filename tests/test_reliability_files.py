@@ -190,7 +190,8 @@ def test_publish_is_atomic_and_replaces_a_stale_image(tmp_path):
     target.parent.mkdir(parents=True)
     target.write_bytes(b"stale")
     runner.publisher.publish("ef" * 32, target)
-    assert os.path.samefile(target, runner.cache.root / "ef" / f"{'ef' * 32}.png")
+    assert target.read_bytes() == (runner.cache.root / "ef" / f"{'ef' * 32}.png").read_bytes()
+    assert not os.path.samefile(target, runner.cache.root / "ef" / f"{'ef' * 32}.png")  # a copy
     runner.publisher.publish("ef" * 32, target)  # already in place
     assert sorted(p.name for p in target.parent.iterdir()) == ["s.png"]
 
