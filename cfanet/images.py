@@ -382,9 +382,29 @@ def write_image(path: str | os.PathLike, image: torch.Tensor | np.ndarray, bits:
         raise ImageFileError(path, f"unsupported image suffix {path.suffix!r}; use one of {READABLE_SUFFIXES}")
     if bits == 16 and suffix not in (".png", ".tif", ".tiff"):
         raise ImageFileError(path, "16-bit output needs PNG or TIFF")
-    pixels = quantize(_as_hwc(image), bits)[:, :, ::-1]  # RGB -> BGR for OpenCV
+    try:
+        data, _ = encode_image(image, suffix, bits)
+    except EncodingError as exc:
+        raise ImageFileError(path, str(exc)) from None
+    return write_bytes_atomic(path, data)
+
+
+class EncodingError(ValueError):
+    """The encoder refused an image (shape problems are plain ValueErrors)."""
+
+
+def encode_image(image: torch.Tensor | np.ndarray, suffix: str = ".png", bits: int = 8) -> tuple[bytes, np.ndarray]:
+    """A float RGB image in [0, 1] ((3, H, W) or (1, 3, H, W)) as the file bytes `write_image`
+    writes for `suffix` (same quantisation, same encoder settings), and its quantised RGB pixels
+    (H, W, 3)."""
+    pixels = np.ascontiguousarray(quantize(_as_hwc(image), bits))
     params = [cv2.IMWRITE_JPEG_QUALITY, 95] if suffix in (".jpg", ".jpeg") else []
-    ok, encoded = cv2.imencode(suffix, np.ascontiguousarray(pixels), params)
+    ok, encoded = cv2.imencode(suffix, np.ascontiguousarray(pixels[:, :, ::-1]), params)  # RGB -> BGR for OpenCV
     if not ok:
-        raise ImageFileError(path, "encoding failed")
-    return write_bytes_atomic(path, encoded.tobytes())
+        raise EncodingError("encoding failed")
+    return encoded.tobytes(), pixels
+
+
+def encode_png(image: torch.Tensor | np.ndarray) -> tuple[bytes, np.ndarray]:
+    """`encode_image` as an 8-bit PNG: what the stage cache and the published images store."""
+    return encode_image(image, ".png", 8)

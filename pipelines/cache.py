@@ -42,7 +42,7 @@ import numpy as np
 import torch
 
 from cfanet.atomic import write_bytes_atomic, write_text_atomic
-from cfanet.images import ImageFileError, array_to_tensor, quantize, read_image
+from cfanet.images import ImageFileError, array_to_tensor, encode_png, quantize, read_image  # noqa: F401 - encode_png re-exported
 
 
 class CacheIntegrityWarning(UserWarning):
@@ -69,23 +69,6 @@ def image_key(image: torch.Tensor) -> str:
     return digest.hexdigest()
 
 
-def encode_png(image: torch.Tensor | np.ndarray) -> tuple[bytes, np.ndarray]:
-    """An RGB image in [0, 1] ((3, H, W) or (1, 3, H, W)) as the 8-bit PNG bytes `write_image`
-    writes for it (same quantisation, same encoder settings), and its 8-bit RGB pixels (H, W, 3)."""
-    if isinstance(image, torch.Tensor):
-        image = image.detach().cpu().numpy()
-    image = np.asarray(image)
-    if image.ndim == 4:
-        if image.shape[0] != 1:
-            raise ValueError(f"encode_png takes one image, got a batch of {image.shape[0]}")
-        image = image[0]
-    if image.ndim != 3 or image.shape[0] != 3:
-        raise ValueError(f"expected an RGB image shaped (3, H, W) or (1, 3, H, W), got {image.shape}")
-    pixels = np.ascontiguousarray(quantize(image.transpose(1, 2, 0)))
-    ok, encoded = cv2.imencode(".png", np.ascontiguousarray(pixels[:, :, ::-1]))  # RGB -> BGR for OpenCV
-    if not ok:
-        raise ValueError("PNG encoding failed")
-    return encoded.tobytes(), pixels
 
 
 def sha256_hex(data: bytes) -> str:
