@@ -29,8 +29,6 @@ from typing import Any, Literal
 Kind = Literal["sr", "mef", "joint"]
 KINDS: tuple[str, ...] = ("sr", "mef", "joint")
 CALLS: Mapping[str, str] = {"sr": "upscale", "mef": "fuse", "joint": "fuse_upscale"}
-# Runtime options a method may accept, and the capability that admits each.
-RUNTIME_OPTIONS: tuple[str, ...] = ("tile", "tile_overlap", "precision")
 
 
 class MethodError(ValueError):
