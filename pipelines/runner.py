@@ -40,13 +40,13 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from cfanet.data import open_dataset
 from pipelines.cache import StageCache, remove_stale_temporaries
 from pipelines.catalog import PipelineSpec, find_pipeline, profile_grid
 from pipelines.codehash import method_code_digest
 from pipelines.compute import (OutOfMemoryStageError, StageWorker, WeightsFile, choose_device, first_line,
                                is_out_of_memory, runtime_options)  # noqa: F401 - is_out_of_memory: part of this module's API
 from pipelines.config import BenchmarkConfig, ConfigError, Profile
+from pipelines.datasets import open_profile_dataset
 from pipelines.executors import BatchError, LocalExecutor, StageBatch
 from pipelines.graph import Stage
 from pipelines.manifest import environment, grid_record, profile_identity, weights_record
@@ -62,16 +62,6 @@ from pipelines.weights import ResolvedWeights, check_paper_inputs, resolve_weigh
 class StageError(RuntimeError):
     """A stage failed on one scene; the message (one line) names the scene, the method and the
     scene's input files, and says that the finished stages are kept."""
-
-
-def open_profile_dataset(profile: Profile, scale: int):
-    """The profile's dataset at `scale`."""
-    data = profile.dataset
-    if data.kind == "demo":
-        return open_dataset("demo", scale, num_scenes=data.num_scenes, hr_size=data.hr_size, seed=data.seed,
-                            split_file=data.split_file)
-    extra = {"sice": {"label_dir": data.label_dir, "hr_long_side": data.hr_long_side}}.get(data.kind, {})
-    return open_dataset(data.kind, scale, root=data.root, split_file=data.split_file, **extra)
 
 
 def ensure_writable(folder: Path, source: str, key: str) -> None:

@@ -77,14 +77,6 @@ def _device(requested: str, profile) -> str:
     return requested
 
 
-def _open(profile, scale: int, split_file=None):
-    from cfanet.data import open_dataset
-
-    data = profile.dataset
-    extra = {"sice": {"label_dir": data.label_dir, "hr_long_side": data.hr_long_side}}.get(data.kind, {})
-    return open_dataset(data.kind, scale, root=data.root, split_file=split_file, **extra)
-
-
 def training_scenes(profile, scale: int, args) -> tuple[list, list, str]:
     """(training scenes, validation scenes, a one-line description) for the profile's dataset."""
     from cfanet.data.folders import read_split
@@ -98,7 +90,9 @@ def training_scenes(profile, scale: int, args) -> tuple[list, list, str]:
                                         num_val=DEMO_VAL_SCENES)
         return train, val, (f"demo train split: {len(train)} training scenes, {len(val)} validation scenes "
                             f"(other crops of the training photographs; the test photographs stay unseen)")
-    dataset = _open(profile, scale)
+    from pipelines.datasets import open_profile_dataset
+
+    dataset = open_profile_dataset(profile, scale, use_split=False)
     available = dataset.names()
     if args.train_split:
         train_names = read_split(Path(args.train_split), available)

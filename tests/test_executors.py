@@ -23,7 +23,8 @@ from pipelines.executors import BatchError, LocalExecutor, RayExecutor, StageBat
 from pipelines.graph import Stage
 from grid_counts import paper_counts
 from pipelines.planning import scan_scenes, stage_batches
-from pipelines.runner import Runner, StageError, batch_failure, open_profile_dataset
+from pipelines.datasets import open_profile_dataset
+from pipelines.runner import Runner, StageError, batch_failure
 
 from test_runner import seeded_weights
 
