@@ -211,7 +211,8 @@ def _run(args, pipelines, force: bool) -> int:
 
     config = _config(args)
     # progress bars only on a terminal: logs and pipes get plain lines
-    runner = Runner(config, args.profile, show_progress=sys.stderr.isatty(), executor=args.executor)
+    runner = Runner(config, args.profile, show_progress=sys.stderr.isatty(), executor=args.executor,
+                    allow_trained_scenes=args.allow_trained_scenes)
     print(f"config {config.source}, profile {runner.profile.name}, device {runner.device}, "
           f"executor {runner.executor_name}")
     summary = runner.run(pipelines, force=force)
@@ -220,6 +221,32 @@ def _run(args, pipelines, force: bool) -> int:
     if demo:
         print(f"note: {', '.join(demo)} ran with DEMO weights (small configurations trained briefly on the demo "
               f"train split), not the authors' weights")
+    if getattr(args, "no_report", False):
+        return 0
+    return _render_report(config, runner.profile.name)
+
+
+def _render_report(config, profile_name: str) -> int:
+    """Render the profile's report after a run (the CLI is the composition root: the engine never
+    imports `reports/`). A failure here loses nothing: the results are stored; it names the cause and
+    the command that retries."""
+    from reports.command import report
+    from reports.data import ReportError
+
+    try:
+        result = report(config, profile_name)
+    except ReportError as exc:  # nothing to report (e.g. no scores): not a failure of the run
+        print(f"warning: no report: {one_line(exc)}", file=sys.stderr)
+        return 0
+    except (OSError, ValueError) as exc:
+        print(f"error: the results are stored, but the report could not be rendered: {one_line(exc)}; "
+              f"retry with `cfanet-bench report --profile {profile_name}`", file=sys.stderr)
+        return 1
+    # the run has already listed its demo weights; the file listing is for `report` itself
+    for line in result.summary_lines():
+        if not line.startswith(("  ", "report:", "note:")):
+            print(line)
+    print(f"report: {result.index} (Table 1, Figure 3, per-image scores, statistics, runtime)")
     return 0
 
 
@@ -296,6 +323,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--executor", choices=["local", "ray"], default=None,
                    help="where stages run: this process (local) or a Ray cluster (ray; extra 'distributed'); "
                         "default: the profile's runtime.executor")
+    p.add_argument("--no-report", action="store_true",
+                   help="do not render the report (Table 1, Figure 3, ...) at the end; `report` renders it later")
+    p.add_argument("--allow-trained-scenes", action="store_true",
+                   help="score methods even on scenes their weights record having been trained or validated on "
+                        "(refused by default; the manifest records the overlap)")
     p.set_defaults(func=cmd_run_all)
 
     p = sub.add_parser("run", help="run some pipelines, e.g. RCAN+MGFF MGFF+RCAN CFANet")
@@ -305,6 +337,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--executor", choices=["local", "ray"], default=None,
                    help="where stages run: this process (local) or a Ray cluster (ray; extra 'distributed'); "
                         "default: the profile's runtime.executor")
+    p.add_argument("--no-report", action="store_true",
+                   help="do not render the report at the end; `report` renders it later")
+    p.add_argument("--allow-trained-scenes", action="store_true",
+                   help="score methods even on scenes their weights record having been trained or validated on "
+                        "(refused by default; the manifest records the overlap)")
     p.set_defaults(func=cmd_run)
 
     for command in sub.choices.values():  # `--debug` also after the sub-command

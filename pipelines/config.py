@@ -56,11 +56,15 @@ class DatasetConfig:
     seed: int = 0
     num_scenes: int = 6
     hr_size: int = 192
-    # sice: folder of labels (default: a `Label` folder beside the scene folders), optional resize
+    # sice: folder of labels (default: a `Label` folder beside the scene folders, or each part's own),
+    # the part folders (default: every `Part*` folder under root), optional resize of the HR images
     label_dir: Path | None = None
+    parts: tuple[str, ...] | None = None
     hr_long_side: int | None = None
-    # any kind: a text file listing the scene names to use, one per line
+    # any kind: a text file listing the (test) scene names to use, one per line; or `split`, the name
+    # of a split shipped with the package (`cfanet.data.splits`: "sice-default"), which sets split_file
     split_file: Path | None = None
+    split: str | None = None
 
 
 @dataclass(frozen=True)
@@ -285,6 +289,12 @@ def _validate_profile(profile: Profile, source: str) -> None:
     for name, value in (("dataset.seed", data.seed), ("demo_training.seed", profile.demo_training.seed)):
         if value < 0:
             raise ConfigError(source, f"{key}.{name}", f"must be a non-negative integer, got {value}")
+    if data.kind != "sice" and (data.parts is not None or data.label_dir is not None or data.hr_long_side is not None):
+        given = next(k for k in ("parts", "label_dir", "hr_long_side") if getattr(data, k) is not None)
+        raise ConfigError(source, f"{key}.dataset.{given}", f"only for dataset kind 'sice', not {data.kind!r}")
+    if data.parts is not None and (not data.parts or data.label_dir is not None):
+        raise ConfigError(source, f"{key}.dataset.parts", "must name at least one part folder, and each part has its "
+                          "own Label folder (label_dir is for the one-part layout)")
     if data.hr_long_side is not None and data.hr_long_side < 64:
         raise ConfigError(source, f"{key}.dataset.hr_long_side", f"must be at least 64, got {data.hr_long_side}")
     if profile.runtime.tile_size < 0 or profile.runtime.tile_overlap < 0:
@@ -314,12 +324,28 @@ def parse_config(table: dict, source: str = "<config>", base_dir: Path | None = 
             raise ConfigError(source, f"profiles.{name}", "expected a table")
         profile = _build(Profile, body, f"profiles.{name}", ctx, name=name)
         _validate_profile(profile, source)
+        profile = _resolve_shipped_split(profile, source)
         profile = dataclasses.replace(profile, weights={**declared_weights(methods, profile.scales), **profile.weights})
         profiles[name] = profile
     default = table.get("default_profile", "demo")
     if not isinstance(default, str) or default not in profiles:
         raise ConfigError(source, "default_profile", f"{default!r} is not a defined profile ({', '.join(sorted(profiles))})")
     return BenchmarkConfig(source=source, default_profile=default, profiles=profiles, methods=methods)
+
+
+def _resolve_shipped_split(profile: Profile, source: str) -> Profile:
+    """`dataset.split = "NAME"` becomes `dataset.split_file` = the shipped file (both at once is an error)."""
+    data = profile.dataset
+    if data.split is None:
+        return profile
+    from cfanet.data.splits import SHIPPED_SPLITS, shipped_split
+
+    key = f"profiles.{profile.name}.dataset"
+    if data.split_file is not None:
+        raise ConfigError(source, f"{key}.split", "give split (a shipped split) or split_file (your own), not both")
+    if data.split not in SHIPPED_SPLITS:
+        raise ConfigError(source, f"{key}.split", f"no shipped split {data.split!r} (known: {', '.join(SHIPPED_SPLITS)})")
+    return dataclasses.replace(profile, dataset=dataclasses.replace(data, split_file=shipped_split(data.split)))
 
 
 def _validate_declaration(name: str, declared: MethodDeclaration, source: str) -> None:

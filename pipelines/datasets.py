@@ -17,5 +17,6 @@ def open_profile_dataset(profile: Profile, scale: int, split_file: Path | None =
     if data.kind == "demo":
         return open_dataset("demo", scale, num_scenes=data.num_scenes, hr_size=data.hr_size, seed=data.seed,
                             split_file=split)
-    extra = {"sice": {"label_dir": data.label_dir, "hr_long_side": data.hr_long_side}}.get(data.kind, {})
+    extra = {"sice": {"label_dir": data.label_dir, "hr_long_side": data.hr_long_side,
+                      "parts": data.parts}}.get(data.kind, {})
     return open_dataset(data.kind, scale, root=data.root, split_file=split, **extra)

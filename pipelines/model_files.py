@@ -30,3 +30,26 @@ def checkpoint_metadata(path: Path) -> dict:
     obj = read_checkpoint(path)
     raw = obj.get(META_KEY) if isinstance(obj, dict) else None
     return json.loads(raw) if isinstance(raw, str) else {}
+
+
+def trained_scenes(path: Path) -> dict[str, list[str]]:
+    """The scenes a checkpoint records having been trained on: `{"train": [...], "val": [...]}`
+    from a training checkpoint of `cfanet.training` (`train_scenes`, `val_scenes`: `best.pt`,
+    `last.pt`) or from our metadata; {} when the file records none (official releases) or is not a
+    PyTorch file (U2Fusion's TensorFlow checkpoint)."""
+    from cfanet.checkpoint import CheckpointError, read_checkpoint
+
+    try:
+        obj = read_checkpoint(path)
+    except CheckpointError:
+        return {}
+    if not isinstance(obj, dict):
+        return {}
+    raw = obj.get(META_KEY)
+    meta = json.loads(raw) if isinstance(raw, str) else {}
+    found = {}
+    for role in ("train", "val"):
+        names = obj.get(f"{role}_scenes", meta.get(f"{role}_scenes"))
+        if isinstance(names, (list, tuple)) and names:
+            found[role] = [str(n) for n in names]
+    return found

@@ -40,12 +40,15 @@ class Publisher:
         self.link = link  # final images as hard links to the cache entries (else copies)
 
     def output_path(self, *parts: str) -> Path:
-        """`output_dir / parts...`, refusing any part that is not a plain file or folder name, so
+        """`output_dir / parts...`, refusing any part that is not a plain file or folder name (a
+        `/` inside a part separates folder levels: the scene `Part1/12` of a dataset with parts), so
         that no scene or method name can point outside the output folder."""
-        for part in parts:
-            if part in ("", ".", "..") or "/" in part or "\\" in part or "\x00" in part:
-                raise DatasetError(f"{part!r}: not usable as a file name under the output folder {self.output_dir}")
-        target = self.output_dir.joinpath(*parts)
+        components = [c for part in parts for c in part.split("/")]  # a part's scene: Part1/12.png
+        for part in components:
+            if part in ("", ".", "..") or "\\" in part or "\x00" in part:
+                raise DatasetError(f"{'/'.join(parts)!r}: not usable as a file name under the output folder "
+                                   f"{self.output_dir}")
+        target = self.output_dir.joinpath(*components)
         root = os.path.normpath(os.path.abspath(self.output_dir))
         if os.path.commonpath([root, os.path.normpath(os.path.abspath(target))]) != root:
             raise DatasetError(f"{target}: refusing to write outside the output folder {root}")

@@ -50,6 +50,7 @@ from pipelines.datasets import open_profile_dataset
 from pipelines.executors import BatchError, LocalExecutor, StageBatch
 from pipelines.graph import Stage
 from pipelines.manifest import environment, grid_record, profile_identity, weights_record
+from pipelines.model_files import trained_scenes
 from pipelines.planning import (PlannedScene, ScannedScene, check_scene_sizes, components_of, load_scanned,
                                 plan_stages, scan_scenes, stage_batches)
 from pipelines.publishing import Publisher
@@ -57,6 +58,10 @@ from pipelines.registry import check_weights_keys, methods
 from pipelines.scoring import describe_metrics, score_output
 from pipelines.store import ResultsStore
 from pipelines.weights import ResolvedWeights, check_paper_inputs, resolve_weights
+
+
+class TrainedScenesError(ValueError):
+    """A method's weights were trained on scenes the run would score (see `Runner.check_trained_scenes`)."""
 
 
 class StageError(RuntimeError):
@@ -125,8 +130,11 @@ class Runner:
     min_tile: int = 32
 
     def __init__(self, config: BenchmarkConfig, profile_name: str | None = None, *, weights_trainer=None,
-                 show_progress: bool = True, log=print, executor: str | None = None):
+                 show_progress: bool = True, log=print, executor: str | None = None,
+                 allow_trained_scenes: bool = False):
         self.config = config
+        self.allow_trained_scenes = allow_trained_scenes
+        self.trained_scene_overlap: dict[str, dict[str, list[str]]] = {}
         self.profile = config.profile(profile_name)
         self.methods = methods(config)  # every registered method, the config's own included
         self.grid = profile_grid(self.methods, self.profile.grid, config.source, self.profile.name)
@@ -182,6 +190,36 @@ class Runner:
                         str(self.device), trainer=self.weights_trainer)
         return self._weights
 
+    def check_trained_scenes(self, methods: list[str], datasets: dict) -> None:
+        """Refuse to score a method on scenes its configured checkpoint records having been trained
+        (or validated) on (`model_files.trained_scenes`): such scores are not test scores. With
+        `allow_trained_scenes` the overlap is only recorded in the manifest (and logged)."""
+        scored = {scale: set(dataset.names()) for scale, dataset in datasets.items()}
+        problems = []
+        for (name, scale), weights in sorted(self._weights.items(), key=lambda item: (item[0][1], item[0][0])):
+            if weights is None or weights.source != "configured" or name not in methods:
+                continue
+            recorded = trained_scenes(weights.path)
+            overlap = {role: sorted(set(names) & scored[scale], key=str) for role, names in recorded.items()}
+            overlap = {role: names for role, names in overlap.items() if names}
+            if not overlap:
+                continue
+            self.trained_scene_overlap[f"{name}.x{scale}"] = overlap
+            said = "; ".join(f"{len(names)} {'training' if role == 'train' else 'validation'} scene(s) "
+                             f"({', '.join(names[:5])}{' ...' if len(names) > 5 else ''})"
+                             for role, names in overlap.items())
+            problems.append(f"{name} x{scale} ({weights.path}): {said}")
+        if not problems:
+            return
+        if self.allow_trained_scenes:
+            self.log("warning: scoring methods on scenes their weights were trained on (--allow-trained-scenes; "
+                     "recorded in the manifest): " + " | ".join(problems))
+            return
+        raise TrainedScenesError(
+            "these weights were trained on scenes this run would score, so their scores would not be test scores: "
+            + " | ".join(problems) + f". Score the test split (profiles.{self.profile.name}.dataset.split or "
+            f"split_file), or pass --allow-trained-scenes to score them anyway (recorded in the manifest)")
+
     def identity(self, name: str, scale: int) -> dict:
         """What identifies a method's computation in the stage cache: its weights' SHA-256, its
         configuration and scale, the runtime options it is built with (tiling, precision), the
@@ -236,6 +274,7 @@ class Runner:
         return {**profile_identity(self.config, self.profile), **environment(self.device),
                 **weights_record(self._weights, self.worker().instances()),
                 "grid": grid_record(self.grid, self._pipelines, self.methods),
+                "trained_scene_overlap": self.trained_scene_overlap,
                 "metrics": describe_metrics(self.profile.metrics)}
 
     # -- execution --------------------------------------------------------------------------------
@@ -287,6 +326,7 @@ class Runner:
             pass  # a damaged or unusable results database fails here, before weights are made
         self.log(f"preparing weights for {len(methods)} methods ({self.profile.name} profile)")
         self.prepare_weights(methods)
+        self.check_trained_scenes(methods, datasets)
         self.load_models(methods)
         plan = self.plan(specs, scanned)
         with ResultsStore(database) as store:

@@ -14,9 +14,21 @@ def test_shipped_config_has_demo_and_paper():
     assert config.default_profile == "demo"
     demo, paper = config.profile("demo"), config.profile("paper")
     assert isinstance(demo, Profile) and demo.dataset.kind == "demo" and demo.model_size == "small"
-    assert paper.dataset.kind == "sice" and paper.scales == (2, 4) and paper.model_size == "official"
+    assert paper.dataset.kind == "sice" and paper.scales == (2,) and paper.model_size == "official"
     assert paper.dataset.root == REPO / "data" / "SICE"  # relative to the file's folder
     assert paper.weights["RCAN.x2"] == REPO / "weights" / "RCAN_BIX2.pt"
+    # the paper is x2 only: x4 is a profile of its own, and neither asks for the other's weights
+    x4 = config.profile("paper-x4")
+    assert x4.scales == (4,) and x4.weights["RCAN.x4"] == REPO / "weights" / "RCAN_BIX4.pt"
+    assert not any(key.endswith(".x4") for key in paper.weights)
+    assert not any(key.endswith(".x2") for key in x4.weights)
+    # the shipped test split and CF-Net's HR size are the documented defaults
+    from cfanet.data.splits import shipped_split
+
+    for profile in (paper, x4):
+        assert profile.dataset.split == "sice-default"
+        assert profile.dataset.split_file == shipped_split("sice-default")
+        assert profile.dataset.hr_long_side == 1500
     assert demo.metrics.convention == "paper" and demo.metrics.also == ("sr",)
 
 

@@ -77,6 +77,82 @@ def test_sice_split_file(sice_root, tmp_path):
         open_dataset("sice", 2, root=sice_root, split_file=split).names()
 
 
+@pytest.fixture
+def sice_parts_root(tmp_path):
+    """SICE as distributed: Part1 and Part2, both numbered from 1, each with its own Label folder."""
+    root = tmp_path / "SICE"
+    for part, scenes, label in (("Part1", ("1", "2"), "Label"), ("Part2", ("1",), "label")):
+        for scene in scenes:
+            seed = 10 * int(part[-1]) + int(scene)
+            for name, level in (("a.png", 0.8), ("b.png", 0.05)):
+                _img(root / part / scene / name, 22, 30, level, seed=seed)
+            _img(root / part / label / f"{scene}.png", 22, 30, 0.4, seed=seed)
+    return root
+
+
+def test_sice_parts_keep_scene_names_unique(sice_parts_root):
+    data = open_dataset("sice", 2, root=sice_parts_root)
+    assert data.names() == ["Part1/1", "Part1/2", "Part2/1"]
+    one, other = data["Part1/1"], data["Part2/1"]
+    assert one.info["files"]["gt"].endswith("Part1/Label/1.png")
+    assert other.info["files"]["gt"].endswith("Part2/label/1.png")  # each part's own labels, any case
+    assert not torch.equal(one.gt, other.gt)
+    assert open_dataset("sice", 2, root=sice_parts_root, parts=["Part2"]).names() == ["Part2/1"]
+    with pytest.raises(DatasetError, match="no part folder 'Part3'"):
+        open_dataset("sice", 2, root=sice_parts_root, parts=["Part3"])
+    with pytest.raises(DatasetError, match="label_dir is for one part"):
+        open_dataset("sice", 2, root=sice_parts_root, parts=["Part1"], label_dir=sice_parts_root / "Part1" / "Label")
+    (sice_parts_root / "Part2" / "label" / "1.png").unlink()
+    with pytest.raises(DatasetError, match=r"Part2/label: no ground truth for 1 of 1 scenes"):
+        open_dataset("sice", 2, root=sice_parts_root).names()
+
+
+def test_sice_parts_split_and_outputs_in_part_folders(sice_parts_root, tmp_path):
+    from pipelines.publishing import Publisher
+
+    split = tmp_path / "test.txt"
+    split.write_text("Part2/1\n")
+    data = open_dataset("sice", 2, root=sice_parts_root, split_file=split)
+    assert data.names() == ["Part2/1"]
+    publisher = Publisher(tmp_path / "out", tmp_path / "cache")
+    publisher.publish_scene(data["Part2/1"], 2)
+    assert (tmp_path / "out" / "images" / "x2" / "_scene" / "gt" / "Part2" / "1.png").is_file()
+    with pytest.raises(DatasetError, match="not usable"):
+        publisher.output_path("images", "x2", "M", "Part2/../../x.png")
+
+
+def test_shipped_sice_split_is_the_documented_seeded_choice():
+    from cfanet.data.splits import (SICE_PART_SIZES, SICE_TEST_PER_PART, shipped_split, sice_default_split,
+                                    split_header)
+
+    path = shipped_split("sice-default")
+    listed = [line for line in path.read_text().splitlines() if line and not line.startswith("#")]
+    assert listed == sice_default_split(seed=0)
+    assert len(listed) == len(set(listed)) == sum(SICE_TEST_PER_PART.values())
+    for part, size in SICE_PART_SIZES.items():
+        numbers = [int(n.split("/")[1]) for n in listed if n.startswith(part + "/")]
+        assert len(numbers) == SICE_TEST_PER_PART[part] and 1 <= min(numbers) and max(numbers) <= size
+    assert "seed=0" in split_header(path) and sice_default_split(seed=1) != listed
+
+
+def test_sice_split_config_keys(tmp_path):
+    from cfanet.data.splits import shipped_split
+    from pipelines.config import ConfigError, load_config
+
+    def config(body):
+        path = tmp_path / "b.toml"
+        path.write_text('[profiles.demo]\n[profiles.p]\nscales = [2]\n[profiles.p.dataset]\nkind = "sice"\n'
+                        'root = "SICE"\n' + body)
+        return load_config(path)
+
+    assert config('split = "sice-default"\n').profile("p").dataset.split_file == shipped_split("sice-default")
+    assert config('parts = ["Part1"]\n').profile("p").dataset.parts == ("Part1",)
+    for body, key in (('split = "nope"\n', "dataset.split"), ('split = "sice-default"\nsplit_file = "t.txt"\n',
+                      "dataset.split"), ('parts = []\n', "dataset.parts")):
+        with pytest.raises(ConfigError, match=key):
+            config(body)
+
+
 def test_cfnet_layout_pairs_by_name(tmp_path):
     for folder in ("hr", "hr_over", "hr_under"):
         for name in ("a", "b"):

@@ -119,7 +119,7 @@ def test_weights_status_by_profile(tmp_path):
     demo = default_config().profile()
     assert weights_status(demo, method("MGFF"), 2) is None
     assert weights_status(demo, method("RCAN"), 2).source == "demo"
-    paper = load_config(REPO / "benchmark.toml").profile("paper")
+    paper = load_config(REPO / "benchmark.toml").profile("paper-x4")
     status = weights_status(paper, method("RCAN"), 4)
     assert status.source == "configured" and status.key == "RCAN.x4" and status.path.name == "RCAN_BIX4.pt"
     assert not status.found

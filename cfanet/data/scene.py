@@ -41,14 +41,16 @@ MAX_SCENE_NAME_BYTES = 200
 
 def scene_name_problem(name: str) -> str | None:
     """Why `name` cannot be used as a file name in the outputs (`images/x2/<method>/<name>.png`),
-    or None when it can. Path separators, `.`/`..`, control characters and over-long names are
-    refused, so no scene name can point outside the output folder; HTML characters are allowed
-    (reports escape them)."""
+    or None when it can.
+
+    A scene of a dataset with several parts is named `<part>/<scene>` (SICE: `Part1/12`), which
+    becomes one sub-folder level in the outputs; every `/`-separated component must itself be a
+    plain file name. Backslashes, empty components (`a//b`, `/a`), `.`/`..`, hidden (`.x`)
+    components, control characters and over-long names are refused, so no scene name can point
+    outside the output folder; HTML characters are allowed (reports escape them)."""
     if not isinstance(name, str) or not name:
         return "empty name"
-    if name in (".", ".."):
-        return "a relative path component"
-    for char, label in (("/", "'/'"), ("\\", "'\\'"), ("\x00", "NUL")):
+    for char, label in (("\\", "'\\'"), ("\x00", "NUL")):
         if char in name:
             return f"contains the path character {label}"
     if any(ord(c) < 32 or ord(c) == 127 for c in name):
@@ -57,8 +59,13 @@ def scene_name_problem(name: str) -> str | None:
         name.encode("utf-8")
     except UnicodeEncodeError:  # bytes that are not UTF-8, decoded by the file system as surrogates
         return "its bytes are not valid UTF-8"
-    if name.startswith("."):
-        return "starts with '.' (a hidden file name)"
+    for component in name.split("/"):
+        if not component:
+            return "an empty path component ('/' only separates a part from a scene, as in Part1/12)"
+        if component in (".", ".."):
+            return "a relative path component"
+        if component.startswith("."):
+            return "starts with '.' (a hidden file name)"
     if len(name.encode("utf-8")) > MAX_SCENE_NAME_BYTES:
         return f"longer than {MAX_SCENE_NAME_BYTES} bytes"
     return None

@@ -1,8 +1,15 @@
 """SICE as distributed (Cai, Gu, Zhang, TIP 2018; github.com/csjcai/SICE).
 
-Layout: numbered scene folders, each holding one exposure sequence, and a label folder (`Label`,
-matched without case, or a folder given explicitly) holding the ground truth of scene `k` as
-`k.<ext>`. Part 1 has 360 sequences, Part 2 229 (its labels come as a separate download).
+Layout: SICE ships as two parts, each a folder of numbered scene folders (one exposure sequence
+each) plus its own label folder (`Label`, matched without case) holding the ground truth of
+scene `k` as `k.<ext>`. Part 1 has 360 sequences, Part 2 229 (its labels come as a separate
+download), both numbered from 1. Two layouts are read:
+
+- **parts**: `root/Part1/{1,2,...,Label}` and `root/Part2/{1,2,...,Label}` (sub-folders whose
+  names start with "part", matched without case, or the folders `parts` names). Scene names
+  carry their part, `Part1/12` and `Part2/12`, so they stay unique; they become one sub-folder level
+  in the outputs (`images/x2/<method>/Part1/12.png`).
+- **one part**: `root/{1,2,...,Label}` (or a label folder given as `label_dir`): names `12`.
 
 Of each sequence only the two extreme exposures are used, chosen by **mean brightness** (mean of
 the 8-bit RGB values), not by file order: the darkest is `under`, the brightest `over`. The choice
@@ -47,42 +54,98 @@ class SiceDataset(SceneDataset):
     kind = "sice"
 
     def __init__(self, root: str | Path, scale: int, label_dir: str | Path | None = None,
-                 hr_long_side: int | None = None, split_file: Path | None = None):
+                 hr_long_side: int | None = None, split_file: Path | None = None,
+                 parts: list[str] | tuple[str, ...] | None = None):
         super().__init__(scale, split_file)
         self.root = Path(root)
         if not self.root.is_dir():
             raise DatasetError(f"{self.root}: SICE folder not found")
-        self.label_dir = Path(label_dir) if label_dir else find_child(self.root, "Label")
-        if self.label_dir is None or not self.label_dir.is_dir():
-            raise DatasetError(f"{self.root}: no label folder (expected {self.root / 'Label'}, "
-                               f"or set dataset.label_dir)")
         self.hr_long_side = hr_long_side
+        self.parts = self._find_parts(label_dir, parts)
         self._selection: dict[str, dict] = {}
+        self._sequences: dict[str, tuple[Path, Path]] = {}
 
-    def _all_names(self) -> list[str]:
-        folders = [p for p in list_folder(self.root) if p.is_dir() and p.resolve() != self.label_dir.resolve()]
+    @property
+    def label_dir(self) -> Path:
+        """The label folder of the first part (the only one in the one-part layout)."""
+        return self.parts[0][2]
+
+    def _find_parts(self, label_dir, parts) -> list[tuple[str, Path, Path]]:
+        """`[(prefix, scene folder, label folder)]`: prefix "" for the one-part layout, else the part's
+        folder name (`Part1`)."""
+        if parts:
+            if label_dir:
+                raise DatasetError(f"{self.root}: dataset.label_dir is for one part; with parts, each part's "
+                                   f"own Label folder holds its ground truth")
+            found = []
+            for name in parts:
+                folder = find_child(self.root, name)
+                if folder is None or not folder.is_dir():
+                    raise DatasetError(f"{self.root}: no part folder {name!r}")
+                found.append((folder.name, folder, self._part_labels(folder)))
+            return found
+        if label_dir:
+            return [("", self.root, Path(label_dir))]
+        own = find_child(self.root, "Label")
+        if own is not None and own.is_dir():
+            return [("", self.root, own)]
+        part_folders = sorted((p for p in list_folder(self.root) if p.is_dir() and p.name.lower().startswith("part")),
+                              key=lambda p: _natural_key(p.name))
+        if not part_folders:
+            raise DatasetError(f"{self.root}: no label folder (expected {self.root / 'Label'}, part folders "
+                               f"such as {self.root / 'Part1'} each with its own Label folder, or set "
+                               f"dataset.label_dir)")
+        return [(p.name, p, self._part_labels(p)) for p in part_folders]
+
+    @staticmethod
+    def _part_labels(folder: Path) -> Path:
+        labels = find_child(folder, "Label")
+        if labels is None or not labels.is_dir():
+            raise DatasetError(f"{folder}: no label folder (expected {folder / 'Label'}); SICE Part2's labels "
+                               f"are a separate download")
+        return labels
+
+    def _part_names(self, prefix: str, folder: Path, label_dir: Path) -> list[str]:
+        """The scene names of one part (prefixed `part/` in the parts layout); records each one's
+        sequence folder and label folder."""
+        if not label_dir.is_dir():
+            raise DatasetError(f"{label_dir}: label folder not found")
+        folders = [p for p in list_folder(folder) if p.is_dir() and p.resolve() != label_dir.resolve()]
         hidden = [p.name for p in folders if p.name.startswith(".")]
         scenes = [p.name for p in folders if not p.name.startswith(".")]
-        single = [s for s in scenes if len(image_files(self.root / s)) < 2]
+        single = [s for s in scenes if len(image_files(folder / s)) < 2]
         for names, why in ((hidden, "hidden folder(s)"), (single, "sequence(s) with fewer than two exposures")):
             if names:
-                warnings.warn(f"{self.root}: skipped {len(names)} {why}: {', '.join(sorted(names)[:10])}"
-                              f"{' ...' if len(names) > 10 else ''}", UserWarning, stacklevel=2)
+                warnings.warn(f"{folder}: skipped {len(names)} {why}: {', '.join(sorted(names)[:10])}"
+                              f"{' ...' if len(names) > 10 else ''}", UserWarning, stacklevel=3)
         scenes = sorted((s for s in scenes if s not in single), key=_natural_key)
         if not scenes:
-            raise DatasetError(f"{self.root}: no scene folders with at least two exposures")
-        missing = [s for s in scenes if find_image(self.label_dir, s) is None]
+            raise DatasetError(f"{folder}: no scene folders with at least two exposures")
+        missing = [s for s in scenes if find_image(label_dir, s) is None]
         if missing:
             raise DatasetError(
-                f"{self.label_dir}: no ground truth for {len(missing)} of {len(scenes)} scenes "
+                f"{label_dir}: no ground truth for {len(missing)} of {len(scenes)} scenes "
                 f"({', '.join(missing[:10])}{' ...' if len(missing) > 10 else ''}); SICE Part2's labels "
                 f"are a separate download, and one archive was reported to hold the wrong part")
-        labels = len(image_files(self.label_dir))
+        labels = len(image_files(label_dir))
         if labels != len(scenes):
-            log.warning("%s: %d labels for %d scenes", self.label_dir, labels, len(scenes))
+            log.warning("%s: %d labels for %d scenes", label_dir, labels, len(scenes))
         if len(scenes) not in SICE_SCENE_COUNTS.values():
-            log.info("%s: %d scenes (SICE Part1 has 360, Part2 229)", self.root, len(scenes))
-        return scenes
+            log.info("%s: %d scenes (SICE Part1 has 360, Part2 229)", folder, len(scenes))
+        names = []
+        for scene in scenes:
+            name = f"{prefix}/{scene}" if prefix else scene
+            self._sequences[name] = (folder / scene, label_dir)
+            names.append(name)
+        return names
+
+    def _all_names(self) -> list[str]:
+        return [name for prefix, folder, labels in self.parts for name in self._part_names(prefix, folder, labels)]
+
+    def _sequence(self, name: str) -> tuple[Path, Path]:
+        if not self._sequences:
+            self._all_names()
+        return self._sequences[name]
 
     def select_extremes(self, name: str) -> dict:
         """Choose the darkest (`under`) and brightest (`over`) frames of a sequence by mean brightness.
@@ -91,7 +154,7 @@ class SiceDataset(SceneDataset):
         """
         if name not in self._selection:
             brightness, sizes = {}, {}
-            files = list(image_files(self.root / name).values())
+            files = list(image_files(self._sequence(name)[0]).values())
             for path in files:
                 array = read_image_array(path)
                 brightness[path.name], sizes[str(path)] = mean_brightness(array), array.shape[:2]
@@ -99,7 +162,7 @@ class SiceDataset(SceneDataset):
             under = min(files, key=lambda p: brightness[p.name])
             over = max(files, key=lambda p: brightness[p.name])
             if under == over or brightness[under.name] == brightness[over.name]:
-                raise DatasetError(f"{self.root / name}: all exposures have the same mean brightness")
+                raise DatasetError(f"{self._sequence(name)[0]}: all exposures have the same mean brightness")
             self._selection[name] = {"over": over, "under": under, "brightness": brightness}
             log.info("SICE %s: over=%s (%.1f), under=%s (%.1f)", name, over.name, brightness[over.name],
                      under.name, brightness[under.name])
@@ -120,7 +183,8 @@ class SiceDataset(SceneDataset):
 
     def _load(self, name: str) -> Scene:
         chosen = self.select_extremes(name)
-        label_path = find_image(self.label_dir, name)
+        folder, label_dir = self._sequence(name)
+        label_path = find_image(label_dir, folder.name)
         files = {"over": chosen["over"], "under": chosen["under"], "gt": label_path}
         over, under, gt = (read_image(files[key]) for key in ("over", "under", "gt"))
         check_same_size({str(p): tuple(t.shape[-2:]) for p, t in zip(files.values(), (over, under, gt))},
