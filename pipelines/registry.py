@@ -111,7 +111,9 @@ def declared_method(name: str, declared: MethodDeclaration, source: str) -> Meth
 
             if declared.kind is not None and declared.kind != spec.kind:
                 raise MethodError(f"kind {declared.kind!r} given, but {declared.target} declares {spec.kind!r}")
-            return replace(spec, name=name, source=source, **given)
+            # another name for a built-in class (a trained variant: `[methods."CFANet-raw"]`) is not the
+            # paper's method: it joins a grid only where the profile lists it, as an extra row
+            return replace(spec, name=name, source=source, paper_order=None, proposed=False, **given)
         if isinstance(obj, MethodSpec):
             return obj.with_source(source, name=name)
         if declared.kind is None:
