@@ -69,9 +69,9 @@ def score(fuse, scenes) -> dict[str, float]:
 def gpu_speed(model_class) -> list[dict]:
     """Training steps/s at the paper's patch size (LR 64, batch 4), official configuration, on CUDA."""
     results = []
-    for amp, channels_last in ((False, False), (True, True)):
+    for precision, channels_last in (("fp32", False), ("bf16", True)):
         model = model_class.create(SCALE, size="official", seed=0, device="cuda")
-        config = TrainingConfig(batch_size=4, patch_size=64, amp=amp, channels_last=channels_last)
+        config = TrainingConfig(batch_size=4, patch_size=64, precision=precision, channels_last=channels_last)
         torch.cuda.reset_peak_memory_stats()
         results.append(measure_training_speed(JointTask(model), config, steps=30, warmup=5))
         del model

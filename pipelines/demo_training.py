@@ -96,7 +96,8 @@ def train_demo_weights(entry: MethodSpec, scale: int, profile: Profile, path: Pa
     train, val = demo_training_data(scale, hr_size=DEMO_TRAIN_HR_SIZE, seed=profile.dataset.seed,
                                     num_train=DEMO_TRAIN_SCENES, num_val=DEMO_VAL_SCENES)
     config = demo_config(max_steps=settings.steps, patch_size=settings.patch_size, batch_size=settings.batch_size,
-                         seed=settings.seed, amp=profile.runtime.amp)
+                         seed=settings.seed,
+                         precision="bf16" if profile.runtime.amp and torch.device(device).type == "cuda" else "fp32")
     task = _task(entry, model, scale)
     run_dir = path.with_name(path.stem + "_training")
     # A progress bar on a terminal; logs and pipes get one line per method instead of bar redraws.

@@ -37,8 +37,16 @@ def environment(device: torch.device) -> dict:
 
 
 def profile_identity(config, profile) -> dict:
+    """The profile, its configuration's digest and its dataset (kind, root, split, HR size): what the
+    reports need to say what the numbers are of (e.g. whether they can be compared with the paper's)."""
+    data = profile.dataset
+    dataset = {"kind": data.kind, "root": str(data.root) if data.root else None,
+               "split": data.split, "split_file": str(data.split_file) if data.split_file else None}
+    if data.kind == "sice":
+        dataset.update(hr_long_side=data.hr_long_side, parts=list(data.parts) if data.parts else None)
     return {"profile": profile.name, "config_source": config.source,
-            "config_sha256": hashlib.sha256(canonical_json(profile.__dict__).encode()).hexdigest()}
+            "config_sha256": hashlib.sha256(canonical_json(profile.__dict__).encode()).hexdigest(),
+            "dataset": dataset}
 
 
 def weights_record(weights: dict, instances: dict) -> dict:

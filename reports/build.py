@@ -3,6 +3,10 @@
     <output>/index.html                    links everything; Table 1 and Figure 3 inline
     <output>/table1_x<S>.{html,tex,csv}    Table 1 (the .tex is a booktabs table for \\input)
     <output>/table1_x<S>_standalone.tex    the same table in a document that compiles alone
+    <output>/table1_x2_vs_paper.{tex,csv}  at the paper's scale: ours, the paper's value and ours - paper per
+                                          method and metric (its HTML is on table1_x2.html), with a
+                                          standalone .tex; table1_x2_vs_paper_rank.csv: Kendall's tau-b
+    <output>/paper_scatter_x2.png          ours against the paper's values, one panel per metric
     <output>/figure3_x<S>_<scene>.{png,pdf}
     <output>/per_image.{html,csv}          every per-image score (HTML sortable)
     <output>/vs_cfanet.{html,csv}          every method against the reference method, CFANet in the paper's
@@ -16,6 +20,8 @@ a hash), so nothing is written outside `<output>`. Nothing here imports torch.
 Methods, their order and Table 1's layout come from the runs' grid (`reports.grid`); metrics, their
 labels, decimals and which enter Table 1 from the runs' metric descriptors (`reports.metrics`).
 Table 1 and the significance page show the Table 1 metrics; the per-image page and CSV show all.
+The paper's own numbers (`reports.paper_reference`, compared in `reports.vs_paper`) sit beside Table 1
+at the paper's scale, on its page, in companion LaTeX and CSV files and on the index.
 """
 
 from __future__ import annotations
@@ -28,11 +34,15 @@ import pandas as pd
 
 from reports.data import CONVENTIONS, ReportData, ReportError, load_report_data
 from reports.figure3 import DEFAULT_METHODS, Figure3, render_figure3, resolve_scene, safe_name
+from reports.paper_reference import load_paper_reference
 from reports.render import html_label, render_html, render_tex, tex_escape, tex_label
 from reports.runtime import component_seconds, devices, runtime_table
 from reports.stats import COLUMNS as STATS_COLUMNS
 from reports.stats import N_RESAMPLES, SEED, compare_with_reference
 from reports.table1 import Table1, build_table1
+from reports.vs_paper import (PaperComparison, compare_with_paper, format_p, judge_comparability,
+                              no_numbers_sentence, render_scatter)
+from reports.vs_paper import summary_lines as paper_summary_lines
 
 CONVENTION_SHORT = {"paper": "RGB, data range 255, no border crop",
                     "sr": "Y channel, scale pixels cropped at each border"}
@@ -45,12 +55,15 @@ class ReportResult:
     files: list[Path] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     demo_weights: list[str] = field(default_factory=list)
+    paper_lines: list[str] = field(default_factory=list)     # `paper: ...`: the comparison with the paper
+    paper_comparisons: list[PaperComparison] = field(default_factory=list)
 
     def summary_lines(self) -> list[str]:
         lines = [f"report: {self.index}"]
         for path in self.files:
             if path != self.index:
                 lines.append(f"  {path.relative_to(self.output_dir)}")
+        lines += self.paper_lines
         if self.demo_weights:
             lines.append(f"note: {', '.join(self.demo_weights)} ran with DEMO weights (small configurations trained "
                          f"briefly on demo photographs), not the authors' weights; every page says so")
@@ -103,7 +116,7 @@ def _join(items: list) -> list:
     return joined
 
 
-def table1_caption(table: Table1, demo: list[str]) -> Caption:
+def table1_caption(table: Table1, demo: list[str], no_paper: str = "") -> Caption:
     n = len(table.methods)
     dependent = [m for m in table.metrics if m.convention_dependent]
     official = [m for m in table.metrics if not m.convention_dependent]
@@ -123,9 +136,27 @@ def table1_caption(table: Table1, demo: list[str]) -> Caption:
     caption.append(f" of the {n} methods is in bold and the second underlined.")
     if table.notes:
         caption.append(" Note: " + "; ".join(table.notes) + ".")
+    if no_paper:
+        caption.append(f" {no_paper[0].upper()}{no_paper[1:]}.")
     if demo:
         caption.append(" " + demo_sentence(demo))
     return caption
+
+
+def vs_paper_caption(comparison: PaperComparison, dataset: str) -> Caption:
+    """The caption of the table beside the paper (its LaTeX form; the HTML page says the same in prose)."""
+    reference = comparison.reference
+    metrics = comparison.metrics
+    caption = Caption([f"Mean ", *_join(metrics), f" at \u00d7{comparison.scale}: this run on {dataset} (ours), the "
+                       f"paper's Table 1 on {reference.dataset} (paper; {reference.citation}) and ours - paper. "
+                       f"{MISSING_SENTENCE} Kendall's tau-b between the two rankings: "])
+    for i, metric in enumerate(metrics):
+        caption += ["; " if i else "", metric, f" {comparison.agreement_text(metric)}"]
+    caption.append(". " + comparison.comparability.text)
+    return caption
+
+
+MISSING_SENTENCE = ("An em dash: the paper does not have the method (e.g. a plugin), or this run did not score it.")
 
 
 def canonical_methods(data: ReportData, names: list[str] | None) -> list[str]:
@@ -194,9 +225,15 @@ def metric_descriptions(data: ReportData) -> list[dict]:
 def build_report(database: str | Path, output_dir: str | Path, *, run_id: str | None = None,
                  profile: str | None = None, scene: str | None = None, methods: list[str] | None = None,
                  convention: str = "paper", dataset: str | None = None, n_resamples: int = N_RESAMPLES,
-                 figure_scales: list[int] | None = None) -> ReportResult:
+                 figure_scales: list[int] | None = None, gt_panel: bool = False,
+                 dataset_kind: str | None = None) -> ReportResult:
     """Render the whole report of `database` into `output_dir` (created). Raises ReportError for what the
-    user can fix: no database, unknown run/scene/method/convention."""
+    user can fix: no database, unknown run/scene/method/convention.
+
+    `gt_panel`: Figure 3 ends with the ground truth (the paper's has none). `dataset_kind`: the data
+    set's kind when the manifests do not record it (the profile's `dataset.kind`, e.g. "sice"),
+    which decides, with the demo weights, whether the comparison with the paper is more than one of
+    form."""
     data = load_report_data(database, run_id=run_id, profile=profile)
     if convention not in data.conventions:
         raise ReportError(f"no PSNR/SSIM results in convention {convention!r} "
@@ -209,10 +246,15 @@ def build_report(database: str | Path, output_dir: str | Path, *, run_id: str | 
     demo = data.demo_weights
     warnings = list(data.warnings)
 
+    paper = load_paper_reference()
+    comparability = judge_comparability(paper, data, dataset_kind=dataset_kind, dataset_label=label,
+                                        convention=convention)
+    comparisons: list[PaperComparison] = []
     tables = []
     for scale in data.scales:
         table = build_table1(data, scale, convention, label)
-        caption = table1_caption(table, demo)
+        comparison = compare_with_paper(data, scale, convention, paper, comparability, table.methods)
+        caption = table1_caption(table, demo, "" if comparison else no_numbers_sentence(paper, scale))
         stem = f"table1_x{scale}"
         files = {"html": f"{stem}.html", "tex": f"{stem}.tex", "standalone": f"{stem}_standalone.tex",
                  "csv": f"{stem}.csv"}
@@ -224,7 +266,12 @@ def build_report(database: str | Path, output_dir: str | Path, *, run_id: str | 
         means.insert(0, "scale", scale)
         means.to_csv(output / files["csv"], index=False)
         written.append(output / files["csv"])
-        tables.append({"table": table, "caption": caption.html(), "files": files})
+        entry = {"table": table, "caption": caption.html(), "files": files, "vs_paper": None,
+                 "no_paper": no_numbers_sentence(paper, scale)}
+        if comparison is not None:
+            comparisons.append(comparison)
+            entry["vs_paper"] = write_vs_paper(comparison, label, output, written)
+        tables.append(entry)
 
     figures: list[Figure3] = []
     scene_found = False
@@ -237,7 +284,7 @@ def build_report(database: str | Path, output_dir: str | Path, *, run_id: str | 
             warnings.append(f"no Figure 3 at x{scale}: scene {scene!r} has no results at that scale")
             continue
         scene_found = True
-        figure = render_figure3(data, scale, name, chosen_methods, convention, output)
+        figure = render_figure3(data, scale, name, chosen_methods, convention, output, gt_panel=gt_panel)
         if figure.missing:
             warnings.append(f"Figure 3 at x{scale}: no image for {', '.join(figure.missing)}")
         figures.append(figure)
@@ -248,12 +295,14 @@ def build_report(database: str | Path, output_dir: str | Path, *, run_id: str | 
     notices = [{"kind": "demo", "text": demo_sentence(demo)}] if demo else []
     notices += [{"kind": "", "text": text} for text in warnings]
     common = {"notices": notices, "database": str(data.database), "selection": data.selection,
-              "profile": data.profile or data.latest_manifest.get("profile") or "?", "is_index": False}
+              "profile": data.profile or data.latest_manifest.get("profile") or "?", "is_index": False,
+              "paper": paper}
 
     for entry in tables:
         _write(output / entry["files"]["html"],
                render_html("table1.html.j2", title=f"Table 1 at x{entry['table'].scale}", table=entry["table"],
-                           caption=entry["caption"], files=entry["files"], **common), written)
+                           caption=entry["caption"], files=entry["files"], vs_paper=entry["vs_paper"],
+                           no_paper=entry["no_paper"], **common), written)
 
     per_image, columns = per_image_frame(data)
     per_image.to_csv(output / "per_image.csv", index=False)
@@ -338,4 +387,29 @@ def build_report(database: str | Path, output_dir: str | Path, *, run_id: str | 
         dataset=label, scales=data.scales, convention=convention,
         convention_description=CONVENTIONS.get(convention, convention), metric_descriptions=descriptions,
         reference=reference, runs=data.runs, **{**common, "is_index": True}), written)
-    return ReportResult(output, index, written, warnings, demo)
+    return ReportResult(output, index, written, warnings, demo, paper_summary_lines(comparisons, data.scales, paper),
+                        comparisons)
+
+
+def write_vs_paper(comparison: PaperComparison, dataset: str, output: Path, written: list[Path]) -> dict:
+    """Write the companion files of Table 1 beside the paper (LaTeX, standalone LaTeX, CSV, the rank
+    agreement CSV, the scatter PNG); returns what the HTML templates need."""
+    scale = comparison.scale
+    stem = f"table1_x{scale}_vs_paper"
+    files = {"tex": f"{stem}.tex", "standalone": f"{stem}_standalone.tex", "csv": f"{stem}.csv",
+             "rank_csv": f"{stem}_rank.csv", "scatter": f"paper_scatter_x{scale}.png"}
+    rows = comparison.rows()
+    fragment = render_tex("table1_vs_paper.tex.j2", comparison=comparison, rows=rows,
+                          caption=vs_paper_caption(comparison, dataset).tex())
+    _write(output / files["tex"], fragment, written)
+    _write(output / files["standalone"], render_tex("table1_standalone.tex.j2", scale=scale, body=fragment), written)
+    comparison.csv_frame().to_csv(output / files["csv"], index=False)
+    written.append(output / files["csv"])
+    pd.DataFrame([{"scale": scale, "metric": a.metric, "n_methods": a.n, "kendall_tau_b": a.tau, "p_value": a.p_value}
+                  for a in comparison.agreement]).to_csv(output / files["rank_csv"], index=False)
+    written.append(output / files["rank_csv"])
+    written.append(render_scatter(comparison, output / files["scatter"]))
+    agreement = [{"label": m.label_html, "name": m.name, "n": a.n, "tau": a.tau, "p": format_p(a.p_value)}
+                 for m, a in zip(comparison.metrics, comparison.agreement)]
+    return {"comparison": comparison, "rows": rows, "files": files, "agreement": agreement,
+            "missing_sentence": MISSING_SENTENCE}

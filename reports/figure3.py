@@ -1,8 +1,10 @@
 """Figure 3: one scene's inputs and the outputs of chosen methods, each with a zoomed inset.
 
-Panels: the over- and under-exposed LR inputs, enlarged to the output size by pixel repetition
-(nearest neighbour, so the reader sees their real resolution), the final image of each chosen
-method with its PSNR on that scene, and the HR ground truth when the store has it. Every panel
+Panels, lettered as in the paper: (a) the over- and (b) the under-exposed LR inputs, enlarged to the
+output size by pixel repetition (nearest neighbour, so the reader sees their real resolution), then,
+from (c), the final image of each chosen method with its PSNR on that scene (the paper's proposed
+method labelled "(ours)", as the paper does), and, on request only (`gt_panel`; the paper has no such
+panel), the HR ground truth when the store has it. Every panel
 carries the same crop, magnified in an inset in the opposite corner; by default the crop is the window where the chosen
 methods' outputs disagree most (largest summed per-pixel standard deviation across methods), a
 deterministic choice that can be overridden with `crop=(top, left, height, width)` in output pixels.
@@ -18,18 +20,18 @@ from __future__ import annotations
 import hashlib
 import re
 import textwrap
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from reports.data import ReportData, ReportError
+from reports.paper_reference import load_paper_reference
 
-# Not known to be the paper's exact selection: two per composition order and MEF family, then the
-# joint networks; `--methods` chooses others. A report shows those of them in the run's grid that have
-# results (`reports.build.canonical_methods`).
-DEFAULT_METHODS = ("SRFBN+MGFF", "RCAN+Fast-SPD-MEF", "SwinIR+MEF-Net", "DBPN+U2Fusion", "MGFF+SwinIR",
-                   "Fast-SPD-MEF+SRFBN", "MEF-Net+RCAN", "U2Fusion+DBPN", "CF-Net", "CFANet")
+# The paper's Figure 3 selection in its order (from the shipped reference, `reports/reference/paper.toml`);
+# `--methods` chooses others. A report shows those of them in the run's grid that have results
+# (`reports.build.canonical_methods`).
+DEFAULT_METHODS = load_paper_reference().figure3_methods
 PANEL_INCHES = 2.1
 MAX_COLUMNS = 7
 INSET_COLOUR = "#ffcc00"
@@ -95,6 +97,7 @@ class Figure3:
     psnr: dict[str, float]
     missing: list[str]
     caption: str
+    panels: list[str] = field(default_factory=list)    # each panel's title, with its letter: "(a) Over-..."
 
 
 def resolve_scene(data: ReportData, scale: int, scene: str | None, methods: list[str] = ()) -> str:
@@ -121,10 +124,27 @@ def resolve_scene(data: ReportData, scale: int, scene: str | None, methods: list
     return name
 
 
+def panel_letter(index: int) -> str:
+    """0 -> `(a)`, 25 -> `(z)`, 26 -> `(aa)`: the paper's panel letters, continued past z."""
+    letters = ""
+    index += 1
+    while index:
+        index, rest = divmod(index - 1, 26)
+        letters = chr(ord("a") + rest) + letters
+    return f"({letters})"
+
+
+def method_title(name: str) -> str:
+    """A panel's method name; the paper's proposed method is `CFANet (ours)`, as the paper labels it."""
+    return f"{name} (ours)" if name == load_paper_reference().proposed else name
+
+
 def render_figure3(data: ReportData, scale: int, scene: str, methods: list[str], convention: str,
-                   output_dir: Path, *, crop: tuple[int, int, int, int] | None = None, show_gt: bool = True,
+                   output_dir: Path, *, crop: tuple[int, int, int, int] | None = None, gt_panel: bool = False,
                    dpi: int = 150) -> Figure3:
-    """Write `figure3_x<scale>_<scene>.png` and `.pdf` into `output_dir`."""
+    """Write `figure3_x<scale>_<scene>.png` and `.pdf` into `output_dir`: panels (a), (b) the inputs,
+    then one per method of `methods` in that order, then the ground truth if `gt_panel` (and the store
+    has it)."""
     from matplotlib.figure import Figure
     from matplotlib.patches import Rectangle
 
@@ -149,18 +169,21 @@ def render_figure3(data: ReportData, scale: int, scene: str, methods: list[str],
     if crop is None:
         crop = choose_crop([im for im in outputs.values() if im is not None], shape)
 
+    over_title, under_title = load_paper_reference().figure3_inputs
     panels: list[tuple[str, str, np.ndarray | None]] = [
-        ("Over-exposed input", f"LR, shown x{scale} (nearest)",
-         enlarge(lr["over"], shape) if lr["over"] is not None else None),
-        ("Under-exposed input", f"LR, shown x{scale} (nearest)",
+        (over_title, f"LR, shown x{scale} (nearest)", enlarge(lr["over"], shape) if lr["over"] is not None else None),
+        (under_title, f"LR, shown x{scale} (nearest)",
          enlarge(lr["under"], shape) if lr["under"] is not None else None),
     ]
     for name in methods:
         subtitle = f"{psnr[name]:.2f} dB" if np.isfinite(psnr[name]) else "no score"
         panels.append((name, subtitle, outputs[name]))
-    if show_gt and gt is not None:
+    show_gt = gt_panel and gt is not None
+    if show_gt:
         panels.append(("Ground truth", "HR reference", gt))
     missing = [title for title, _, image in panels if image is None]
+    titles = [f"{panel_letter(i)} {method_title(title) if title in outputs else title}"
+              for i, (title, _, _) in enumerate(panels)]
 
     columns = min(MAX_COLUMNS, len(panels))
     rows = -(-len(panels) // columns)
@@ -177,11 +200,11 @@ def render_figure3(data: ReportData, scale: int, scene: str, methods: list[str],
     # the inset goes in the corner diagonally opposite the crop, so that it never hides it
     inset_box = [0.58 if left + w / 2 < shape[1] / 2 else 0.02, 0.02 if top + h / 2 < shape[0] / 2 else 0.58,
                  0.40, 0.40]
-    for index, (title, subtitle, image) in enumerate(panels):
+    for index, (_, subtitle, image) in enumerate(panels):
         ax = figure.add_subplot(grid[index // columns, index % columns])
         ax.set_xticks([])
         ax.set_yticks([])
-        ax.set_title(plain_text(title), fontsize=8, pad=2)
+        ax.set_title(plain_text(titles[index]), fontsize=8, pad=2)
         ax.set_xlabel(plain_text(subtitle), fontsize=8, labelpad=2)
         if image is None:
             ax.imshow(np.full(shape + (3,), 0.85), vmin=0, vmax=1)
@@ -203,11 +226,16 @@ def render_figure3(data: ReportData, scale: int, scene: str, methods: list[str],
     png, pdf = output_dir / f"{stem}.png", output_dir / f"{stem}.pdf"
     figure.savefig(png, dpi=dpi)
     figure.savefig(pdf, metadata={"Creator": "cfanet-bench report", "CreationDate": None})
-    caption = (f"Scene {scene} at x{scale}: the LR over- and under-exposed inputs (enlarged by nearest-neighbour "
-               f"repetition), the outputs of {len(methods)} methods with their PSNR on this scene "
-               f"({convention!r} convention){' and the ground truth' if show_gt and gt is not None else ''}. "
+    first, last = titles[2].split(" ", 1)[0] if methods else "", titles[1 + len(methods)].split(" ", 1)[0]
+    proposed = load_paper_reference().proposed
+    ours = f" \"Ours\" is the paper's name for {proposed}, its proposed method." if proposed in methods else ""
+    span = f"{first}-{last} " if len(methods) > 1 else f"{first} " if methods else ""
+    caption = (f"Scene {scene} at x{scale}: (a) the over- and (b) the under-exposed LR inputs (enlarged by "
+               f"nearest-neighbour repetition), {span}the outputs of {len(methods)} methods with their PSNR on this "
+               f"scene ({convention!r} convention){f' and {titles[-1].lower()}' if show_gt else ''}"
+               f"{': ' if methods else ''}{', '.join(titles[2:2 + len(methods)])}.{ours} "
                f"Insets magnify the window at rows {top}-{top + h - 1}, columns {left}-{left + w - 1}.")
-    return Figure3(scale, scene, list(methods), png, pdf, crop, psnr, missing, caption)
+    return Figure3(scale, scene, list(methods), png, pdf, crop, psnr, missing, caption, titles)
 
 
 def plain_text(text: str) -> str:

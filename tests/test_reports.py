@@ -291,6 +291,14 @@ def test_every_artefact_is_written_inside_the_output_folder(report):
         assert any(re.fullmatch(rf"figure3_x{scale}_.+\.pdf", n) for n in names)
     assert {"index.html", "per_image.html", "per_image.csv", "vs_cfanet.html", "vs_cfanet.csv", "runtime.html",
             "runtime.csv", "manifest.html"} <= names
+    # beside the paper's Table 1 at its scale only (tests/test_paper_reference.py checks the contents)
+    from reports.paper_reference import load_paper_reference
+
+    paper_scale = load_paper_reference().scale
+    for scale in SCALES:
+        beside = {f"table1_x{scale}_vs_paper.tex", f"table1_x{scale}_vs_paper_standalone.tex",
+                  f"table1_x{scale}_vs_paper.csv", f"table1_x{scale}_vs_paper_rank.csv", f"paper_scatter_x{scale}.png"}
+        assert (beside <= names) if scale == paper_scale else not (beside & names)
     for path in report["result"].files:
         assert path.resolve().is_relative_to(output.resolve()) and path.stat().st_size > 0
     # the results folder (database, images) is only read
@@ -417,6 +425,7 @@ def test_latex_compiles_with_pdflatex(report, tmp_path):
 # -- Figure 3 ---------------------------------------------------------------------------------
 
 def test_figure3_png_and_pdf(report):
+    """Default: the paper's selection, panels lettered as in the paper, no ground truth panel."""
     from PIL import Image
 
     pngs = sorted(report["output"].glob("figure3_x2_*.png"))
@@ -429,6 +438,14 @@ def test_figure3_png_and_pdf(report):
     assert f'src="{pngs[0].name}"' in index
     # default scene: the first (sorted) with all its images; `../evil` has none and sorts first
     assert "Scene &lt;b&gt;x&lt;/b&gt; at x2" in index
+    from reports.paper_reference import load_paper_reference
+
+    paper = load_paper_reference()
+    caption = re.search(r"Scene &lt;b&gt;x&lt;/b&gt; at x2: (.*?)</figcaption>", index).group(1)
+    listed = re.findall(r"\(([a-z]+)\) ([^,]+?)(?=, \(|\. )", caption.split("): ", 1)[1])
+    assert [name.removesuffix(" (ours)") for _, name in listed] == list(paper.figure3_methods)
+    assert [letter for letter, _ in listed] == [chr(ord("c") + i) for i in range(len(listed))]
+    assert "ground truth" not in caption
 
 
 def test_figure3_any_scene_and_hostile_names(fixture, tmp_path):
@@ -848,7 +865,8 @@ parser = argparse.ArgumentParser()
 parser.add_argument("--config")
 add_report_parser(parser.add_subparsers())
 args = parser.parse_args(["--config", {str(config)!r}, "report", "--output", {str(tmp_path / "cli")!r},
-                          "--scene", "alpha", "--methods", "cfanet", "RCAN+MGFF", "--convention", "sr"])
+                          "--scene", "alpha", "--methods", "cfanet", "RCAN+MGFF", "--convention", "sr",
+                          "--gt-panel"])
 status = cmd_report(args)
 loaded = sorted(name for name in sys.modules if name == "torch" or name.startswith("torch."))
 print("TORCH", loaded)
@@ -861,6 +879,10 @@ sys.exit(status)
     assert "index.html" in done.stdout and "DEMO weights" in done.stdout
     index = (tmp_path / "cli" / "index.html").read_text()
     assert "convention &ldquo;sr&rdquo;" in index and "Scene alpha at x2" in index
+    # --methods keeps its order after the inputs; --gt-panel adds the ground truth as the last panel
+    assert "(c)-(d) the outputs of 2 methods" in index and "(c) CFANet (ours), (d) RCAN+MGFF" in index
+    assert "(e) ground truth" in index
+    assert "paper: x2 against" in done.stdout and "paper: comparison of form only" in done.stdout
 
 
 def test_report_command_error_is_one_line(tmp_path, capsys):

@@ -21,7 +21,7 @@ from torch import nn
 from cfanet.checkpoint import read_checkpoint, unwrap_state_dict
 from cfanet.data.scene import Scene
 from cfanet.training import (JointTask, PatchSampler, SRTask, Trainer, TrainingConfig, TrainingError, dihedral,
-                             hold_out, precision_plan)
+                             hold_out, precision_plan, validate, validation_keys)
 from cfanet.training.patches import ROLES_BY_KIND
 from cfanet.training.trainer import PrecisionPlan, train_step
 
@@ -189,14 +189,52 @@ def test_config_defaults_are_cf_nets_and_validated():
     assert TrainingConfig(epochs=3).trajectory_differences(config) == []   # budgets may change
 
 
-def test_precision_plan_bf16_and_channels_last_on_cuda_only():
+def test_precision_plan_autocast_and_channels_last_on_cuda_only():
     config = TrainingConfig()
+    assert config.precision == "fp32"                      # the paper's networks trained in fp32
     cpu = precision_plan(config, torch.device("cpu"))
     assert cpu.autocast_dtype is None and cpu.memory_format == torch.contiguous_format
     cuda = precision_plan(config, torch.device("cuda"))
-    assert cuda.autocast_dtype == torch.bfloat16 and cuda.memory_format == torch.channels_last
-    plain = precision_plan(TrainingConfig(amp=False, channels_last=False), torch.device("cuda"))
-    assert plain.autocast_dtype is None and plain.memory_format == torch.contiguous_format
+    assert cuda.autocast_dtype is None and cuda.memory_format == torch.channels_last and not cuda.scales_gradients
+    bf16 = precision_plan(TrainingConfig(precision="bf16"), torch.device("cuda"))
+    assert bf16.autocast_dtype == torch.bfloat16 and not bf16.scales_gradients
+    fp16 = precision_plan(TrainingConfig(precision="fp16"), torch.device("cuda"))
+    assert fp16.autocast_dtype == torch.float16 and fp16.scales_gradients
+    assert fp16.describe() == "cuda, fp16 autocast + gradient scaling, channels-last"
+    plain = precision_plan(TrainingConfig(precision="bf16", channels_last=False), torch.device("cuda"))
+    assert plain.autocast_dtype == torch.bfloat16 and plain.memory_format == torch.contiguous_format
+
+
+def test_precision_is_validated_and_refused_off_cuda(tmp_path, scenes):
+    for bad in ("amp", "bfloat16", "FP32", True, None):
+        with pytest.raises(TrainingError, match="precision must be one of fp32, bf16, fp16"):
+            TrainingConfig(precision=bad)
+    for precision in ("bf16", "fp16"):
+        with pytest.raises(TrainingError, match="on the cpu train in fp32"):
+            precision_plan(TrainingConfig(precision=precision), torch.device("cpu"))
+        with pytest.raises(TrainingError, match=f"precision '{precision}' is for CUDA"):
+            Trainer(JointTask(TinyJoint()), scenes, [], tiny_config(precision=precision), tmp_path / "x",
+                    progress=False)
+
+
+def test_old_amp_key_maps_to_precision_and_old_checkpoints_resume(tmp_path, scenes):
+    values = TrainingConfig().to_dict()
+    del values["precision"]
+    assert TrainingConfig.from_dict({**values, "amp": True}).precision == "bf16"
+    assert TrainingConfig.from_dict({**values, "amp": False}).precision == "fp32"
+    with pytest.raises(TrainingError, match="unknown training settings: amp"):
+        TrainingConfig.from_dict({**TrainingConfig().to_dict(), "amp": True})   # amp only stands in for precision
+    # A last.pt written before `precision` existed (amp = True, the old default) resumes on the CPU,
+    # where amp never acted: that run was fp32.
+    config = tiny_config(max_steps=4, steps_per_epoch=2)
+    run(tmp_path, scenes, [], tiny_config(max_steps=2, steps_per_epoch=2), "old")
+    last = tmp_path / "old" / "last.pt"
+    state = read_checkpoint(last)
+    del state["config"]["precision"]
+    state["config"]["amp"] = True
+    torch.save(state, last)
+    _, result = run(tmp_path, scenes, [], config, "old", resume=True)
+    assert result.steps == 4 and result.steps_this_run == 2
 
 
 def test_bf16_channels_last_step_runs_with_an_fp32_loss(scenes):
@@ -217,6 +255,23 @@ def test_bf16_channels_last_step_runs_with_an_fp32_loss(scenes):
     optimizer = torch.optim.Adam(model.network.parameters(), lr=1e-3)
     assert math.isfinite(train_step(task, optimizer, batch, plan))
     assert any(not torch.equal(before[k], v) for k, v in model.network.state_dict().items())
+
+
+def test_the_fp16_gradient_scaler_steps_and_is_checkpointed(tmp_path, scenes):
+    # The CUDA fp16 path's loss scaling and its checkpointing, exercised with the CPU's GradScaler:
+    # power-of-two scales are exact in fp32, so the weights equal an unscaled run's bit for bit.
+    config = tiny_config(max_steps=4, steps_per_epoch=2)
+    plain, _ = run(tmp_path, scenes, [], config, "plain")
+    trainer = Trainer(JointTask(TinyJoint()), scenes, [], config, tmp_path / "scaled", progress=False)
+    trainer.scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 10, growth_interval=2)
+    trainer.fit()
+    assert_bitwise_equal(parameters(trainer.module), parameters(plain.module))
+    assert read_checkpoint(trainer.last_path)["scaler"]["scale"] == 2.0 ** 12      # grown twice in 4 steps
+    resumed = Trainer(JointTask(TinyJoint()), scenes, [], tiny_config(max_steps=5, steps_per_epoch=2),
+                      tmp_path / "scaled", progress=False)
+    resumed.scaler = torch.amp.GradScaler("cpu", init_scale=1.0, growth_interval=2)
+    resumed.fit(resume=True)
+    assert resumed.scaler.get_scale() == 2.0 ** 12 and resumed.step == 5
 
 
 # -- the loop --------------------------------------------------------------------------------------
@@ -318,10 +373,42 @@ def test_curve_png_history_and_validation_scores_are_written(tmp_path, scenes, v
     from cfanet.metrics.registry import METRICS
 
     assert all(record[f"val_{metric.name}"] is not None for metric in METRICS)   # every registered metric
+    assert record["val_psnr_sr"] is not None and record["val_ssim_sr"] is not None
+    assert summary["world_size"] == 1 and record["world_size"] == 1
     assert 0 <= record["val_qabf"] < 1
     losses = read_checkpoint(result.last_checkpoint)["losses"]
     assert record["train_loss"] == pytest.approx(sum(losses[:4]) / 4)
     assert summary["history"][2]["train_loss"] == pytest.approx(sum(losses[4:]) / 2)
+
+
+def test_validation_scores_both_conventions_as_the_metrics_compute_them(val_scenes):
+    from cfanet.metrics.mef_ssim import mef_ms_ssim
+    from cfanet.metrics.psnr_ssim import psnr, ssim
+    from cfanet.metrics.qabf import qabf
+    from cfanet.metrics.registry import METRICS
+
+    keys = validation_keys()
+    assert keys == ["val_psnr", "val_psnr_sr", "val_ssim", "val_ssim_sr", "val_mef_ssim", "val_qabf"]
+    for metric in METRICS:   # the registry decides which metrics are scored per convention
+        assert (f"val_{metric.name}_sr" in keys) == metric.convention_dependent
+        assert keys.count(f"val_{metric.name}") == 1
+    task = JointTask(TinyJoint())
+    scene = val_scenes[0]
+    scores = validate(task, [scene])
+    assert list(scores) == keys and task.module.training      # left in training mode
+    task.module.eval()
+    fused = task.predict(scene).float().clamp(0, 1)
+    sources = [scene.gt_over, scene.gt_under]
+    assert scores["val_psnr"] == psnr(fused, scene.gt, convention="paper", scale=SCALE)
+    assert scores["val_ssim"] == ssim(fused, scene.gt, convention="paper", scale=SCALE)
+    assert scores["val_psnr_sr"] == psnr(fused, scene.gt, convention="sr", scale=SCALE)   # Y, crop = scale
+    assert scores["val_ssim_sr"] == ssim(fused, scene.gt, convention="sr", scale=SCALE)
+    assert scores["val_mef_ssim"] == mef_ms_ssim(sources, fused).score
+    assert scores["val_qabf"] == qabf(sources, fused)
+    assert scores["val_psnr_sr"] != scores["val_psnr"] and scores["val_ssim_sr"] != scores["val_ssim"]
+    no_gt = Scene("n", scene.over, scene.under, None, scene.gt_over, scene.gt_under, SCALE)
+    partial = validate(task, [no_gt])
+    assert partial["val_psnr"] is None and partial["val_ssim_sr"] is None and partial["val_mef_ssim"] is not None
 
 
 def test_sr_task_trains_a_real_sr_model(tmp_path):

@@ -14,6 +14,7 @@ class TrainingError(ValueError):
 # Settings that only bound how long a run goes on (or how it reports) and may change on resume;
 # every other field shapes the trajectory and must match the checkpoint being resumed.
 BUDGET_FIELDS = ("epochs", "max_steps", "max_minutes")
+PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 @dataclass(frozen=True)
@@ -44,11 +45,24 @@ class TrainingConfig:
     Validation: every `validate_every` epochs, at the end of the run, and before the first step
     when `validate_at_start` (the untrained starting point on the curve).
 
-    Device settings (used only on CUDA): `amp` = bf16 autocast of the forward pass (losses in
-    fp32); `channels_last` memory format for the network and the batches. On the CPU the run is
-    fp32 and, with `deterministic`, bit-reproducible (deterministic algorithms, seeded RNGs,
-    same torch version and thread count); on CUDA it is seeded but not bit-reproducible
-    (cudnn picks its fastest kernels).
+    Precision (`precision`): "fp32" (the default on every device: the paper's networks were
+    trained in fp32), "bf16" (bf16 autocast of the forward pass) or "fp16" (fp16 autocast with a
+    `torch.amp.GradScaler`, whose state `last.pt` keeps). Losses are computed in fp32 either way.
+    Autocast is for CUDA only: on any other device a precision other than fp32 is refused
+    (TrainingError from `precision_plan`), not silently ignored. Checkpoints written before this
+    field existed stored `amp` (bf16 autocast on CUDA): `from_dict` reads `amp = True` as "bf16"
+    and `False` as "fp32".
+
+    Device settings: `channels_last` memory format for the network and the batches (CUDA only).
+    On the CPU the run is fp32 and, with `deterministic`, bit-reproducible (deterministic
+    algorithms, seeded RNGs, same torch version and thread count); on CUDA it is seeded but not
+    bit-reproducible (cudnn picks its fastest kernels).
+
+    Processes: `batch_size` is the global batch of a step. A run of W processes (torchrun, see
+    `cfanet.training.distributed`) gives each process B / W rows of the batch a single process
+    would draw at that step (B must be divisible by W), so W processes follow the single-process
+    trajectory up to float summation order, and a run may be resumed on another number of
+    processes.
     """
 
     batch_size: int = 4
@@ -67,7 +81,7 @@ class TrainingConfig:
     validate_every: int = 1
     validate_at_start: bool = True
     seed: int = 0
-    amp: bool = True
+    precision: str = "fp32"
     channels_last: bool = True
     deterministic: bool = True
 
@@ -88,6 +102,9 @@ class TrainingConfig:
             raise TrainingError(f"training setting decay_gamma must be in (0, 1], got {self.decay_gamma!r}")
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             raise TrainingError(f"training setting betas must be two numbers in [0, 1), got {self.betas!r}")
+        if self.precision not in PRECISIONS:
+            raise TrainingError(f"training setting precision must be one of {', '.join(PRECISIONS)}, "
+                                f"got {self.precision!r}")
         if self.eps <= 0 or self.weight_decay < 0:
             raise TrainingError("training settings eps must be positive and weight_decay non-negative")
 
@@ -97,7 +114,11 @@ class TrainingConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainingConfig":
-        """The inverse of `to_dict` (unknown keys raise TrainingError)."""
+        """The inverse of `to_dict` (unknown keys raise TrainingError). The `amp` flag of checkpoints
+        written before `precision` existed is read as precision "bf16" (True) or "fp32" (False)."""
+        values = dict(values)
+        if "amp" in values and "precision" not in values:
+            values["precision"] = "bf16" if values.pop("amp") else "fp32"
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:

@@ -1,5 +1,6 @@
-"""The training curve: loss per step and validation PSNR, as one PNG (matplotlib's Agg canvas,
-so no display and no global backend switch are needed)."""
+"""The training curve: loss per step, validation PSNR under both conventions and validation
+MEF-SSIM, as one PNG (matplotlib's Agg canvas, so no display and no global backend switch are
+needed)."""
 
 from __future__ import annotations
 
@@ -20,16 +21,21 @@ def moving_average(values: Sequence[float], window: int) -> np.ndarray:
     return (cumulative[1:] - cumulative[np.arange(1, v.size + 1) - counts]) / counts
 
 
+def _no_scores(ax, what: str) -> None:
+    ax.text(0.5, 0.5, f"no validation {what}", ha="center", va="center", transform=ax.transAxes)
+
+
 def plot_training_curves(losses: Sequence[float], history: Sequence[dict], path: str | os.PathLike,
                          title: str = "") -> Path:
-    """Write a two-panel PNG: the training loss per step (raw and a moving average) and the
-    validation PSNR (dB) at each validation, the best one marked. Written atomically."""
+    """Write a three-panel PNG: the training loss per step (raw and a moving average); the
+    validation PSNR (dB) under the 'paper' and 'sr' conventions, the best 'paper' one (the one
+    `best.pt` holds) marked; the validation MEF-SSIM. Written atomically."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(10, 4), dpi=100)
+    figure = Figure(figsize=(14, 4), dpi=100)
     FigureCanvasAgg(figure)
-    ax_loss, ax_psnr = figure.subplots(1, 2)
+    ax_loss, ax_psnr, ax_mef = figure.subplots(1, 3)
     steps = np.arange(1, len(losses) + 1)
     if len(losses):
         ax_loss.plot(steps, losses, color="0.75", linewidth=0.8, label="per step")
@@ -40,21 +46,42 @@ def plot_training_curves(losses: Sequence[float], history: Sequence[dict], path:
     ax_loss.set_title("training loss")
     ax_loss.grid(alpha=0.3)
 
-    scored = [h for h in history if h.get("val_psnr") is not None]
+    from cfanet.training.trainer import VALIDATION_CONVENTIONS, validation_key
+
+    drawn = False
+    for i, convention in enumerate(VALIDATION_CONVENTIONS):
+        key = validation_key("psnr", convention)
+        scored = [h for h in history if h.get(key) is not None]
+        if scored:
+            drawn = True
+            ax_psnr.plot([h["step"] for h in scored], [h[key] for h in scored], marker="o", markersize=3,
+                         color=f"C{i + 1}", label=f"'{convention}' convention")
+    selecting = validation_key("psnr", VALIDATION_CONVENTIONS[0])   # the score that selects best.pt
+    scored = [h for h in history if h.get(selecting) is not None]
     if scored:
-        x = [h["step"] for h in scored]
-        y = [h["val_psnr"] for h in scored]
-        ax_psnr.plot(x, y, marker="o", markersize=3, color="C1", label="validation PSNR")
-        best = max(scored, key=lambda h: h["val_psnr"])
-        ax_psnr.plot([best["step"]], [best["val_psnr"]], marker="*", markersize=12, color="C3", linestyle="none",
-                     label=f"best {best['val_psnr']:.2f} dB (step {best['step']})")
-        ax_psnr.legend(loc="lower right")
+        best = max(scored, key=lambda h: h[selecting])
+        ax_psnr.plot([best["step"]], [best[selecting]], marker="*", markersize=12, color="C3", linestyle="none",
+                     label=f"best {best[selecting]:.2f} dB (step {best['step']}, selects best.pt)")
+    if drawn:
+        ax_psnr.legend(loc="best")
     else:
-        ax_psnr.text(0.5, 0.5, "no validation scores", ha="center", va="center", transform=ax_psnr.transAxes)
+        _no_scores(ax_psnr, "scores")
     ax_psnr.set_xlabel("step")
     ax_psnr.set_ylabel("PSNR (dB)")
-    ax_psnr.set_title("validation PSNR ('paper' convention)")
+    ax_psnr.set_title("validation PSNR")
     ax_psnr.grid(alpha=0.3)
+
+    mef_key = validation_key("mef_ssim")
+    scored = [h for h in history if h.get(mef_key) is not None]
+    if scored:
+        ax_mef.plot([h["step"] for h in scored], [h[mef_key] for h in scored], marker="o", markersize=3,
+                    color="C4", label="MEF-SSIM")
+    else:
+        _no_scores(ax_mef, "MEF-SSIM")
+    ax_mef.set_xlabel("step")
+    ax_mef.set_ylabel("MEF-SSIM")
+    ax_mef.set_title("validation MEF-SSIM")
+    ax_mef.grid(alpha=0.3)
     if title:
         figure.suptitle(title)
     figure.tight_layout()

@@ -160,9 +160,14 @@ class PatchSampler:
             out[role] = dihedral(_as_float(image[:, top * f:(top + p) * f, left * f:(left + p) * f]), k)
         return out
 
-    def batch(self, step: int) -> PatchBatch:
-        """The batch of optimiser step `step` (0-based): samples step*B .. step*B + B - 1."""
+    def batch(self, step: int, rows: range | None = None) -> PatchBatch:
+        """The batch of optimiser step `step` (0-based): samples step*B .. step*B + B - 1; with
+        `rows`, only those rows of it (a process's shard of the global batch in a distributed run:
+        `batch(s, rows)` equals `batch(s)` indexed by `rows`)."""
         if step < 0:
             raise ValueError(f"step must be >= 0, got {step}")
-        crops = [self.crop(*self.sample_plan(step * self.batch_size + i)) for i in range(self.batch_size)]
+        rows = range(self.batch_size) if rows is None else rows
+        if len(rows) == 0 or rows[0] < 0 or rows[-1] >= self.batch_size:
+            raise ValueError(f"rows must be a non-empty part of 0..{self.batch_size - 1}, got {rows}")
+        crops = [self.crop(*self.sample_plan(step * self.batch_size + i)) for i in rows]
         return PatchBatch(**{role: torch.stack([c[role] for c in crops]) for role in self.roles})

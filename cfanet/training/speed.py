@@ -24,13 +24,15 @@ def synthetic_batch(kind: str, batch_size: int, patch_size: int, scale: int, see
 
 def measure_training_speed(task: TrainingTask, config: TrainingConfig, steps: int = 20, warmup: int = 3) -> dict:
     """Optimiser steps per second of `task` at `config`'s batch and patch size, on the module's
-    device with the precision plan the trainer would use (bf16/channels-last on CUDA), timed over
+    device with the precision plan the trainer would use (`config.precision`, channels-last on
+    CUDA; fp16 with its gradient scaler), timed over
     `steps` steps after `warmup` untimed ones. Changes the module's weights (Adam steps on noise):
     measure on a throwaway model."""
     device = module_device(task.module)
     plan = precision_plan(config, device)
     module = task.module.train().to(memory_format=plan.memory_format)
     optimizer = torch.optim.Adam(module.parameters(), lr=config.lr, betas=tuple(config.betas))
+    scaler = plan.grad_scaler()
     batch = synthetic_batch(task.kind, config.batch_size, config.patch_size, task.scale).to(device, plan.memory_format)
 
     def sync():
@@ -39,11 +41,11 @@ def measure_training_speed(task: TrainingTask, config: TrainingConfig, steps: in
 
     with reproducibility(device, deterministic=False):
         for _ in range(warmup):
-            train_step(task, optimizer, batch, plan)
+            train_step(task, optimizer, batch, plan, scaler)
         sync()
         start = time.perf_counter()
         for _ in range(steps):
-            train_step(task, optimizer, batch, plan)
+            train_step(task, optimizer, batch, plan, scaler)
         sync()
         seconds = time.perf_counter() - start
     result = {"steps_per_second": steps / seconds, "seconds": seconds, "steps": steps,

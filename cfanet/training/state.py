@@ -5,8 +5,11 @@ A checkpoint is a dict saved with `torch.save`:
 - `model`: the network's state dict (the key `cfanet.checkpoint.unwrap_state_dict` finds, so a
   model's `from_checkpoint` loads our files as it loads official ones);
 - `optimizer`, `scheduler`: their state dicts (last checkpoints only);
-- `rng`: the states of torch (CPU and every CUDA device), numpy's global generator and Python's
-  `random` (last checkpoints only; the patch sampler is stateless, see `patches`);
+- `rng`: the states of torch (CPU, and the training's CUDA device), numpy's global generator and
+  Python's `random` (last checkpoints only; the patch sampler is stateless, see `patches`); of
+  rank 0 in a distributed run, whose every rank's states are in `rng_by_rank`;
+- `world_size`: the number of processes that trained (1 for a single process); `scaler`: the fp16
+  gradient scaler's state (precision "fp16" only);
 - `step`, `epoch`, `history` (one record per validation), `losses` (one per step), `best`;
 - `config` (the TrainingConfig as a dict) and `task` (the task's own description);
 - `format` / `version`, to refuse files of another kind with a clear message.
@@ -51,32 +54,62 @@ def save_atomic(obj, path: str | os.PathLike) -> Path:
     return path
 
 
-def capture_rng() -> dict:
-    """The global random states of torch (CPU, all CUDA devices), numpy and Python."""
+def capture_rng(device: torch.device | str | None = None) -> dict:
+    """The global random states of torch (CPU and CUDA), numpy and Python.
+
+    CUDA: with a `device`, only that device's state when it is a CUDA device ("cuda_device" says
+    which) and none for another device, so that a process never initialises GPUs it does not
+    use (under torchrun each GPU belongs to another process); without, every visible device's."""
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     version, internal, gauss_next = random.getstate()
-    return {
-        "torch": torch.get_rng_state(),
-        "cuda": list(torch.cuda.get_rng_state_all()) if torch.cuda.is_available() else [],
-        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
-        "python": {"version": version, "state": list(internal), "gauss_next": gauss_next},
-    }
+    state = {"torch": torch.get_rng_state()}
+    device = torch.device(device) if device is not None else None
+    if device is None:
+        state["cuda"] = list(torch.cuda.get_rng_state_all()) if torch.cuda.is_available() else []
+    elif device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        state["cuda"], state["cuda_device"] = [torch.cuda.get_rng_state(index)], index
+    else:
+        state["cuda"] = []
+    state["numpy"] = {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                      "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
+    state["python"] = {"version": version, "state": list(internal), "gauss_next": gauss_next}
+    return state
 
 
-def restore_rng(state: dict) -> None:
-    """Set the global random states captured by `capture_rng`. CUDA states are restored when the
-    same number of devices is visible; otherwise they are left as they are (a CPU resume of a
+def restore_rng(state: dict, device: torch.device | str | None = None) -> None:
+    """Set the global random states captured by `capture_rng`. CUDA, with a CUDA `device`: the
+    state saved for one device (`capture_rng(device)`) goes onto `device`, of a file holding every
+    device's states the one of `device`'s index; without a `device`, states of every device are
+    restored when as many devices are visible. Otherwise CUDA is left as it is (a CPU resume of a
     GPU run continues, only not bit-for-bit)."""
     torch.set_rng_state(state["torch"])
     cuda = state.get("cuda") or []
-    if cuda and torch.cuda.is_available() and torch.cuda.device_count() == len(cuda):
-        torch.cuda.set_rng_state_all(cuda)
+    device = torch.device(device) if device is not None else None
+    if cuda and torch.cuda.is_available():
+        if device is not None and device.type == "cuda":
+            index = device.index if device.index is not None else torch.cuda.current_device()
+            if "cuda_device" in state:
+                torch.cuda.set_rng_state(cuda[0], index)
+            elif index < len(cuda):
+                torch.cuda.set_rng_state(cuda[index], index)
+        elif device is None and "cuda_device" not in state and torch.cuda.device_count() == len(cuda):
+            torch.cuda.set_rng_state_all(cuda)
     n = state["numpy"]
     np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
                          n["cached_gaussian"]))
     p = state["python"]
     random.setstate((p["version"], tuple(p["state"]), p["gauss_next"]))
+
+
+def rank_seed(seed: int, rank: int, *extra: int) -> int:
+    """The seed of the global RNGs of process `rank` of a run seeded `seed`: `seed` itself for rank 0
+    (a single-process run is seeded as it always was), an independent stream for the other ranks
+    (so that random layers such as dropout draw different numbers on each rank's rows); `extra`
+    (e.g. the step of a resume) selects another stream."""
+    if rank == 0 and not extra:
+        return seed
+    return int(np.random.SeedSequence([seed, rank, *extra]).generate_state(1)[0])
 
 
 def seed_everything(seed: int) -> None:
