@@ -1,7 +1,11 @@
 """Fast SPD-MEF (baselines/mef/fast_spd_mef.py): MEFB parity, regression checksums, properties.
 
-Parity: on the 16 MEFB scenes in ../shared/data/mefb our 8-bit output equals MEFB's published
-`fused_FMMEF` file (made by the official MATLAB code) in every value. Checksums: SHA-256 of our
+Parity: on the 16 MEFB scenes in ../shared/data/mefb our 8-bit output (the torch harness path `fuse`)
+equals MEFB's published `fused_FMMEF` file (made by the official MATLAB code) in every value. The
+float64 arithmetic is pinned by a digest (`FLOAT64_DIGEST`), by He's `boxfilter.m` rewritten here,
+and by properties: strips, running sums by loops (the CUDA path), thread settings and batches never
+change a bit; on CUDA the
+result equals the CPU's (skipped without CUDA). Checksums: SHA-256 of our
 uint8 outputs, an (H, W, 3) RGB array's C-order bytes, stored under the key "Fast-SPD-MEF" of
 `fixtures/mef_classic_checksums.json` (shared with the other classical MEF methods): "mefb/<scene>"
 (checked when the data is present) and "demo/<scene>" for three synthetic pairs (always checked).
@@ -17,6 +21,7 @@ import hashlib
 import json
 import os
 import sys
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -26,10 +31,14 @@ import torch
 from baselines.mef.fast_spd_mef import (
     FastSpdMef,
     FastSpdMefConfig,
+    _sqrt_,
     box_sum,
+    box_sum_hw,
     fuse,
     fuse_float,
+    fuse_tensor,
     fuse_uint8,
+    integer_powers,
     intermediate_levels,
 )
 from cfanet.data.demo import DemoDataset
@@ -83,6 +92,29 @@ def _stored() -> dict[str, str]:
 
 def _as_hwc(t: torch.Tensor) -> np.ndarray:
     return t[0].permute(1, 2, 0).double().numpy()
+
+
+def _exposures(*pairs: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """Harness pairs -> the float64 (N, 2, 3, H, W) stack of their 8-bit values / 255 that `fuse` fuses."""
+    return torch.stack([torch.from_numpy(quantize(torch.cat(images)).astype(np.float64) / 255.0)
+                        for images in zip(*pairs)], dim=1)
+
+
+def _he_boxfilter(image: np.ndarray, radius: int) -> np.ndarray:
+    """He's `boxfilter.m` (the official code's box sum), line for line; sides of at least 2r + 1."""
+    height, width = image.shape
+    r = radius
+    out = np.zeros_like(image)
+    cum = np.cumsum(image, axis=0)
+    out[:r + 1] = cum[r:2 * r + 1]
+    out[r + 1:height - r] = cum[2 * r + 1:height] - cum[:height - 2 * r - 1]
+    out[height - r:] = cum[height - 1] - cum[height - 2 * r - 1:height - r - 1]
+    cum = np.cumsum(out, axis=1)
+    out = np.zeros_like(image)
+    out[:, :r + 1] = cum[:, r:2 * r + 1]
+    out[:, r + 1:width - r] = cum[:, 2 * r + 1:width] - cum[:, :width - 2 * r - 1]
+    out[:, width - r:] = cum[:, [width - 1]] - cum[:, width - 2 * r - 1:width - r - 1]
+    return out
 
 
 # -- parity with MEFB's FMMEF outputs (the official MATLAB code) ------------------------------------
@@ -237,6 +269,122 @@ def test_config_validated():
         FastSpdMefConfig(radius_fine=-1)
     with pytest.raises(ValueError, match="p must be positive"):
         FastSpdMefConfig(p=0.0)
+
+
+# -- float64 arithmetic: MATLAB's order of operations, whatever the strips, batches or device ------
+
+FLOAT64_DIGEST = "3ccaade0c14688fb5e9980c60c79087760e3d8927a83114fd8bb79cac77a3234"
+"""SHA-256 of `fuse_tensor`'s float64 (1, 3, 96, 96) result on the demo pair coffee-00 (8-bit inputs).
+
+Any change in the order of a sum, a rounding (sqrt, division, the powers) or a constant changes it,
+though rarely an 8-bit output. It depends on no libm but through the arctangent of the coarsest level."""
+
+
+def test_float64_result_is_pinned(coffee):
+    fused = fuse_tensor(_exposures(coffee))
+    assert fused.dtype == torch.float64 and fused.shape == (1, 3, 96, 96)
+    assert hashlib.sha256(fused.contiguous().numpy().tobytes()).hexdigest() == FLOAT64_DIGEST
+
+
+@pytest.mark.parametrize(("height", "width"), [(9, 9), (10, 23), (37, 64), (101, 57)])
+def test_box_sum_is_he_boxfilter_bit_for_bit(height, width):
+    """Running sums down the rows, then along them, subtracted as `boxfilter.m` does: equal bits."""
+    rng = np.random.default_rng(height * 1000 + width)
+    planes = rng.random((3, height, width)) * rng.choice([1e-3, 1.0, 1e3], size=(3, 1, 1))
+    expected = np.stack([_he_boxfilter(plane, 4) for plane in planes])
+    t = torch.from_numpy(planes)
+    for rows, loops in [(None, None), (2, False), (6, True), (height, True), (1000, False)]:
+        assert np.array_equal(box_sum_hw(t, 4, rows=rows, loops=loops).numpy(), expected), (rows, loops)
+    assert np.array_equal(box_sum(planes.transpose(1, 2, 0), 4), expected.transpose(1, 2, 0))
+
+
+@pytest.mark.parametrize(("height", "width"), [(1, 1), (5, 3), (64, 64), (129, 70)])
+def test_strips_and_loops_do_not_change_a_bit(height, width, coffee):
+    """Any strip height, and running sums by loops of additions as on CUDA (one strip, `loops`)."""
+    over, under = (e[:, :, :height, :width] for e in coffee)
+    if height > 96 or width > 96:
+        over, under = (torch.nn.functional.interpolate(e, size=(height, width), mode="bilinear") for e in coffee)
+    x = _exposures((over, under))
+    expected = fuse_tensor(x)
+    for rows, loops in [(2, False), (6, False), (height, True), (10_000, False), (64, True)]:
+        assert torch.equal(fuse_tensor(x, rows=rows, loops=loops), expected), (rows, loops)
+
+
+def test_three_exposures_and_thread_settings(coffee):
+    """K = 3 through the batched path; torch's thread count changes no bit and is restored after."""
+    over, under = coffee
+    exposures = [torch.from_numpy(quantize(e).astype(np.float64) / 255.0) for e in (over, (over + under) / 2, under)]
+    x = torch.stack(exposures, dim=1)[..., :70, :50]  # (1, 3, 3, 70, 50): three exposures
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        single = fuse_tensor(x)
+        torch.set_num_threads(3)
+        several = fuse_tensor(x)
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(single, several)
+    reordered = fuse_tensor(x[:, [2, 0, 1]])  # sums in another order: equal up to rounding
+    torch.testing.assert_close(reordered, single, rtol=0, atol=1e-12)
+
+
+def test_batch_equals_each_pair():
+    pairs = list(_demo_pairs().values())
+    over, under = (torch.cat(images) for images in zip(*pairs))
+    batch = fuse(over, under)
+    assert batch.shape == (3, 3, 96, 96)
+    for n, pair in enumerate(pairs):
+        assert torch.equal(batch[n:n + 1], fuse(*pair)), n
+    floats = fuse_tensor(_exposures(*pairs))
+    for n, pair in enumerate(pairs):
+        assert torch.equal(floats[n:n + 1], fuse_tensor(_exposures(pair))), n
+
+
+def test_integer_powers_are_correctly_rounded():
+    rng = np.random.default_rng(7)
+    values = np.concatenate([np.sqrt(rng.random(4000)) * 15.6 + 1e-12, rng.random(500) * 1e-6 + 1e-12])
+    fourth, cube = integer_powers(torch.from_numpy(values), (4, 3))  # p = 4: x^4 as the square of x^2
+    chain = integer_powers(torch.from_numpy(values), (2, 3, 4, 5))  # one factor of x at a time
+    for n, power in ((4, fourth), (3, cube), *zip((2, 3, 4, 5), chain)):
+        exact = [float(Fraction(float(v)) ** n) for v in values]  # Fraction -> float rounds correctly
+        assert np.array_equal(power.numpy(), np.array(exact)), n
+
+
+def test_sqrt_is_correctly_rounded():
+    """torch's CPU sqrt (MKL) is not correctly rounded on every machine; `_sqrt_` (numpy's, on CPU) is."""
+    values = np.random.default_rng(8).random(100_000) * 0.01
+    assert np.array_equal(_sqrt_(torch.from_numpy(values.copy())).numpy(), np.sqrt(values))
+
+
+def test_inputs_are_left_alone(coffee):
+    over, under = (e.double() for e in coffee)
+    before = over.clone(), under.clone()
+    fuse(over, under)
+    assert torch.equal(over, before[0]) and torch.equal(under, before[1])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_equals_cpu_bit_for_bit(shared_data_or_none):
+    """The same code on CUDA (one strip, columns by a loop, divisions by device constants) gives the
+    CPU's bits: float64 on a demo pair, 8-bit on a batch and on every MEFB scene present."""
+    pairs = list(_demo_pairs().values())
+    x = _exposures(*pairs)
+    assert torch.equal(fuse_tensor(x.cuda()).cpu(), fuse_tensor(x))
+    over, under = (torch.cat(images) for images in zip(*pairs))
+    assert torch.equal(fuse(over.cuda(), under.cuda()).cpu(), fuse(over, under))
+    if shared_data_or_none is not None:
+        for scene in MEFB_SCENES:
+            folder = shared_data_or_none / "mefb" / scene
+            over, under = (read_image(next(folder.glob(f"{role}.*"))) for role in ("over", "under"))
+            assert np.array_equal(_hwc_uint8(fuse(over.cuda(), under.cuda()).cpu()),
+                                  _mefb_fused(shared_data_or_none, scene)), scene
+
+
+@pytest.fixture
+def shared_data_or_none():
+    root = Path(os.environ.get("CFANET_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
+    return root if (root / "mefb").is_dir() else None
 
 
 # -- regeneration ----------------------------------------------------------------------------------
