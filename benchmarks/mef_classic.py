@@ -23,6 +23,12 @@ Optionally also the official MATLAB codes under GNU Octave, on the same pair (wr
 
 Nothing of the official code is contained here; it is only called from the folder given. The
 table also says how many 8-bit values of the official result differ from ours.
+
+Fast SPD-MEF speed-up: the module as it was at `--baseline-rev` (default: the last NumPy version,
+loaded from git into a temporary module) and today's torch module fuse the same pair, runs
+interleaved so that both see the same machine load; printed per megapixel, today's with 1 CPU thread
+and with torch's thread count, the ratio and the count of differing 8-bit values; `--device cuda`
+adds today's code on CUDA.
 """
 
 from __future__ import annotations
@@ -153,6 +159,190 @@ def _differing(reference_png: Path, ours: np.ndarray) -> str:
     return f"{int(np.count_nonzero(official != ours))} differing values"
 
 
+# -- Fast SPD-MEF: the earlier NumPy code (from git) against the torch code, same run ----------------
+
+FAST_SPD_MEF_BASELINE_REV = "f61413217e9a062e73a8a9361237f5f239a92d67"
+"""HEAD when Fast SPD-MEF moved to torch: its `baselines/mef/fast_spd_mef.py` is the NumPy code."""
+
+
+def add_fast_spd_mef_arguments(parser: argparse.ArgumentParser) -> None:
+    """--baseline-rev and --device, unless another part of this script already declares them."""
+    if "--baseline-rev" not in parser._option_string_actions:
+        parser.add_argument("--baseline-rev", default=FAST_SPD_MEF_BASELINE_REV,
+                            help="git revision whose code is timed as 'earlier' (default: the NumPy Fast "
+                                 f"SPD-MEF, {FAST_SPD_MEF_BASELINE_REV[:7]})")
+    if "--device" not in parser._option_string_actions:
+        parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                            help="also time the torch code on CUDA with 'cuda' (default: cpu only)")
+
+
+def fast_spd_mef_at(rev: str):
+    """`baselines/mef/fast_spd_mef.py` as it was at git revision `rev`, loaded as a separate module."""
+    import importlib.util
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    path = "baselines/mef/fast_spd_mef.py"
+    source = subprocess.run(["git", "show", f"{rev}:{path}"], cwd=repo, capture_output=True, text=True,
+                            check=True).stdout
+    name = f"fast_spd_mef_at_{rev[:12]}"
+    with tempfile.TemporaryDirectory(prefix="fast_spd_mef_") as folder:
+        file = Path(folder) / f"{name}.py"
+        file.write_text(source)
+        module = importlib.util.module_from_spec(importlib.util.spec_from_file_location(name, file))
+        sys.modules[name] = module  # dataclasses look their module up while the class is made
+        module.__spec__.loader.exec_module(module)
+    return module
+
+
+def _fuse_seconds(fuse, over_t: torch.Tensor, under_t: torch.Tensor) -> float:
+    if over_t.is_cuda:
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    fuse(over_t, under_t)
+    if over_t.is_cuda:
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def print_fast_spd_mef_speedup(over: np.ndarray, under: np.ndarray, rev: str, device: str, repeats: int) -> None:
+    """Time the Fast SPD-MEF code of `rev` and today's on the same pair, runs interleaved (so both see
+    the same machine load): today's with 1 CPU thread and with `torch.get_num_threads()`. Print seconds
+    per megapixel (medians after a warm-up), the ratios and how many 8-bit values differ; with
+    `device="cuda"` also today's code on CUDA."""
+    from baselines.mef.fast_spd_mef import fuse as fuse_now
+
+    megapixels = over.shape[0] * over.shape[1] / 1e6
+    try:
+        earlier = fast_spd_mef_at(rev)
+    except (subprocess.CalledProcessError, OSError) as exc:
+        print(f"Fast SPD-MEF speed-up: skipped, no code at {rev!r} ({exc})")
+        return
+    over_t, under_t = _tensor(over), _tensor(under)
+    earlier_out, now_out = earlier.fuse(over_t, under_t), fuse_now(over_t, under_t)  # warm-up
+    differing = int(np.count_nonzero(quantize(earlier_out) != quantize(now_out)))
+    threads = torch.get_num_threads()
+    counts = sorted({1, threads})
+    earlier_s, now_s = [], {count: [] for count in counts}
+    try:
+        for _ in range(repeats):
+            earlier_s.append(_fuse_seconds(earlier.fuse, over_t, under_t))
+            for count in counts:
+                torch.set_num_threads(count)
+                now_s[count].append(_fuse_seconds(fuse_now, over_t, under_t))
+    finally:
+        torch.set_num_threads(threads)
+    earlier_mp = statistics.median(earlier_s) / megapixels
+    print(f"\nFast SPD-MEF: code at {rev[:7]} ('earlier', NumPy, one thread) vs today's (torch), {over.shape[1]}x"
+          f"{over.shape[0]} pair, {repeats} interleaved runs each after a warm-up, medians per megapixel")
+    print(f"{'device':8s} {'threads':>7s} {'earlier s/MP':>13s} {'now s/MP':>9s} {'earlier/now':>12s}  "
+          "8-bit values differing")
+    for count in counts:
+        now_mp = statistics.median(now_s[count]) / megapixels
+        print(f"{'cpu':8s} {count:7d} {earlier_mp:13.3f} {now_mp:9.3f} {earlier_mp / now_mp:11.2f}x  {differing}")
+    if device == "cuda":
+        if not torch.cuda.is_available():
+            print("cuda     CUDA not available")
+            return
+        over_c, under_c = over_t.cuda(), under_t.cuda()
+        cuda_out = fuse_now(over_c, under_c)  # warm-up
+        cuda_differing = int(np.count_nonzero(quantize(cuda_out) != quantize(now_out)))
+        cuda_mp = statistics.median(_fuse_seconds(fuse_now, over_c, under_c) for _ in range(repeats)) / megapixels
+        print(f"{'cuda':8s} {'-':>7s} {earlier_mp:13.3f} {cuda_mp:9.3f} {earlier_mp / cuda_mp:11.2f}x  "
+              f"{cuda_differing} (vs today's CPU result; {torch.cuda.get_device_name()})")
+
+
+# -- MGFF: the earlier NumPy code (from git) against the torch code, same run ------------------------
+
+MGFF_BASELINE_REV = "f61413217e9a062e73a8a9361237f5f239a92d67"
+"""HEAD when MGFF moved to torch: its `baselines/mef/mgff.py` is the NumPy code."""
+
+
+def add_mgff_arguments(parser: argparse.ArgumentParser) -> None:
+    """--baseline-rev and --device, unless another part of this script already declares them."""
+    if "--baseline-rev" not in parser._option_string_actions:
+        parser.add_argument("--baseline-rev", default=MGFF_BASELINE_REV,
+                            help="git revision whose code is timed as 'earlier' (default: the NumPy MGFF, "
+                                 f"{MGFF_BASELINE_REV[:7]})")
+    if "--device" not in parser._option_string_actions:
+        parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                            help="also time the torch code on CUDA with 'cuda' (default: cpu only)")
+
+
+def mgff_at(rev: str):
+    """`baselines/mef/mgff.py` as it was at git revision `rev`, loaded as a separate module."""
+    import importlib.util
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    source = subprocess.run(["git", "show", f"{rev}:baselines/mef/mgff.py"], cwd=repo, capture_output=True,
+                            text=True, check=True).stdout
+    name = f"mgff_at_{rev[:12]}"
+    with tempfile.TemporaryDirectory(prefix="mgff_") as folder:
+        file = Path(folder) / f"{name}.py"
+        file.write_text(source)
+        module = importlib.util.module_from_spec(importlib.util.spec_from_file_location(name, file))
+        sys.modules[name] = module  # dataclasses look their module up while the class is made
+        module.__spec__.loader.exec_module(module)
+    return module
+
+
+def _mgff_seconds(fuse, over_t: torch.Tensor, under_t: torch.Tensor) -> float:
+    if over_t.is_cuda:
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    fuse(over_t, under_t)
+    if over_t.is_cuda:
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def print_mgff_speedup(over: np.ndarray, under: np.ndarray, rev: str, device: str, repeats: int) -> None:
+    """Time the MGFF code of `rev` and today's on the same pair, runs interleaved (so both see the same
+    machine load): today's with 1 CPU thread and with `torch.get_num_threads()`. Print seconds per
+    megapixel (medians after a warm-up), the ratios and how many 8-bit values differ; with
+    `device="cuda"` also today's code on CUDA."""
+    from baselines.mef.mgff import fuse as fuse_now
+
+    megapixels = over.shape[0] * over.shape[1] / 1e6
+    try:
+        earlier = mgff_at(rev)
+    except (subprocess.CalledProcessError, OSError) as exc:
+        print(f"MGFF speed-up: skipped, no code at {rev!r} ({exc})")
+        return
+    over_t, under_t = _tensor(over), _tensor(under)
+    earlier_out, now_out = earlier.fuse(over_t, under_t), fuse_now(over_t, under_t)  # warm-up
+    differing = int(np.count_nonzero(quantize(earlier_out) != quantize(now_out)))
+    threads = torch.get_num_threads()
+    counts = sorted({1, threads})
+    earlier_s, now_s = [], {count: [] for count in counts}
+    try:
+        for _ in range(repeats):
+            earlier_s.append(_mgff_seconds(earlier.fuse, over_t, under_t))
+            for count in counts:
+                torch.set_num_threads(count)
+                now_s[count].append(_mgff_seconds(fuse_now, over_t, under_t))
+    finally:
+        torch.set_num_threads(threads)
+    earlier_mp = statistics.median(earlier_s) / megapixels
+    print(f"\nMGFF: code at {rev[:7]} ('earlier', NumPy, one thread) vs today's (torch), {over.shape[1]}x"
+          f"{over.shape[0]} pair, {repeats} interleaved runs each after a warm-up, medians per megapixel")
+    print(f"{'device':8s} {'threads':>7s} {'earlier s/MP':>13s} {'now s/MP':>9s} {'earlier/now':>12s}  8-bit values differing")
+    for count in counts:
+        now_mp = statistics.median(now_s[count]) / megapixels
+        print(f"{'cpu':8s} {count:7d} {earlier_mp:13.3f} {now_mp:9.3f} {earlier_mp / now_mp:11.2f}x  {differing}")
+    if device == "cuda":
+        if not torch.cuda.is_available():
+            print("cuda     CUDA not available")
+            return
+        over_c, under_c = over_t.cuda(), under_t.cuda()
+        cuda_out = fuse_now(over_c, under_c)  # warm-up
+        cuda_differing = int(np.count_nonzero(quantize(cuda_out) != quantize(now_out)))
+        cuda_mp = statistics.median(_mgff_seconds(fuse_now, over_c, under_c) for _ in range(repeats)) / megapixels
+        print(f"{'cuda':8s} {'-':>7s} {earlier_mp:13.3f} {cuda_mp:9.3f} {earlier_mp / cuda_mp:11.2f}x  "
+              f"{cuda_differing} (vs today's CPU result; {torch.cuda.get_device_name()})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--official-mgff", type=Path, default=os.environ.get("CFANET_OFFICIAL_MGFF"),
@@ -161,6 +351,8 @@ def main() -> None:
                         help="checkout of xiaohuiben/fmmef-TIP-2020 ($CFANET_OFFICIAL_FMMEF)")
     parser.add_argument("--repeats", type=int, default=REPEATS, help=f"timed runs per method (default {REPEATS})")
     parser.add_argument("--size", type=int, default=SIZE, help=f"side of the square pair (default {SIZE})")
+    add_fast_spd_mef_arguments(parser)
+    add_mgff_arguments(parser)
     args = parser.parse_args()
 
     over, under, description = load_pair(args.size)
@@ -208,6 +400,8 @@ def main() -> None:
                         else:
                             note = "no timing printed by octave"
             print(f"{name:14s} {ours_s:8.3f} {official:>20s} {ratio:>14s}  {note}")
+    print_fast_spd_mef_speedup(over, under, args.baseline_rev, args.device, args.repeats)
+    print_mgff_speedup(over, under, args.baseline_rev, args.device, args.repeats)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 
 The parity tests read ../shared/data/mefb (skipped when absent). The checksums of our outputs on
 three synthetic demo pairs are checked always, so a change in the numbers shows without the data.
+The unrounded doubles are compared with a NumPy re-statement of the author's arithmetic (the
+implementation before the torch one), and CUDA's results with the CPU's (skipped without CUDA).
 The checksums live in tests/fixtures/mef_classic_checksums.json (shared with the other classical
 MEF methods) under "MGFF": "mefb/<scene>" and "demo/<scene>", each the SHA-256 of our uint8
 (H, W, 3) RGB result in C order with MgffConfig() (no MEFB stretch); the demo pairs are
@@ -19,12 +21,14 @@ import hashlib
 import json
 import os
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from baselines.mef import mgff
 from baselines.mef.mgff import (
     MGFF,
     MgffConfig,
@@ -45,6 +49,8 @@ KEY = "MGFF"
 MEFB_SCENES = ("Candle", "TableLamp", "Memorial", "House", "Kluki", "Lamp", "Landscape", "Church", "507",
                "AirBellowsGap", "ArtistPalette", "Knossos6", "Lake1", "Museum1", "Sky", "TestChart1")
 STRETCH_SCENES = ("Landscape", "ArtistPalette", "Lake1")  # mgff_mefb_stretch = 1 in scenes.csv
+SAME_SIZE_SCENES = ("507", "AirBellowsGap", "ArtistPalette")  # all 356 x 536: one batch
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
 
 def sha256(image: np.ndarray) -> str:
@@ -122,6 +128,22 @@ def test_mefb_stretch_is_needed_on_three_scenes(shared_data, scene):
     assert (plain.min(), plain.max()) != (0, 255)
     assert np.count_nonzero(plain != _reference(shared_data, scene)) > 0
     assert np.array_equal(mefb_stretch(plain), _reference(shared_data, scene))
+
+
+def _pair(root: Path, scene: str) -> tuple[torch.Tensor, torch.Tensor]:
+    folder = root / "mefb" / scene
+    return tuple(read_image(_scene_file(folder, stem)) for stem in ("over", "under"))
+
+
+@pytest.mark.parametrize("stretch", [False, True])
+def test_mefb_batch_equals_pair_by_pair(shared_data, stretch):
+    # Three real scenes of one size in one call (9 planes fused together) give each scene's result.
+    pairs = [_pair(shared_data, scene) for scene in SAME_SIZE_SCENES]
+    batch = fuse(torch.cat([o for o, _ in pairs]), torch.cat([u for _, u in pairs]), MgffConfig(mefb_stretch=stretch))
+    for i, scene in enumerate(SAME_SIZE_SCENES):
+        assert np.array_equal(to_uint8(batch[i:i + 1]), _ours(shared_data, scene, stretch)), scene
+        if stretch or scene != "ArtistPalette":
+            assert np.array_equal(to_uint8(batch[i:i + 1]), _reference(shared_data, scene)), scene
 
 
 def _stored_checksums() -> dict[str, str]:
@@ -248,6 +270,7 @@ def test_uint8_core_matches_tensor_boundary_and_gray_path():
 def test_matlab_uint8_rounding():
     values = np.array([-3.0, -0.5, -0.4, 0.49999999999999994, 0.5, 1.5, 2.5, 254.4, 254.5, 255.5, 1e9, np.nan])
     assert matlab_uint8(values).tolist() == [0, 0, 0, 0, 1, 2, 3, 254, 255, 255, 255, 0]
+    assert matlab_uint8(torch.from_numpy(values)).tolist() == [0, 0, 0, 0, 1, 2, 3, 254, 255, 255, 255, 0]
 
 
 def test_mefb_stretch():
@@ -260,6 +283,8 @@ def test_mefb_stretch():
     # mat2gray leaves a constant image as is, then clips to [0, 1]: nonzero -> 255
     assert np.all(mefb_stretch(np.full((2, 2, 3), 7, np.uint8)) == 255)
     assert np.all(mefb_stretch(np.zeros((2, 2, 3), np.uint8)) == 0)
+    image = np.random.default_rng(13).integers(3, 197, (5, 7, 3), dtype=np.uint8)  # tensors: the same
+    assert torch.equal(mefb_stretch(torch.from_numpy(image)), torch.from_numpy(mefb_stretch(image)))
 
 
 def _brute_box_mean(x: np.ndarray, radius: int) -> np.ndarray:
@@ -306,6 +331,134 @@ def test_method_object():
     assert torch.equal(method.fuse(over, under), fuse(over, under))
     stretched = MGFF(MgffConfig(mefb_stretch=True))
     assert torch.equal(stretched.fuse(over, under), fuse(over, under, MgffConfig(mefb_stretch=True)))
+
+
+# ---------------------------------------------------------------------------------------------
+# The same doubles as the author's arithmetic, however the work is split
+
+
+def _reference_planes(x1: np.ndarray, x2: np.ndarray, radius: int = 9, eps: float = 1000.0,
+                      levels: int = 4) -> np.ndarray:
+    """MGFF's unrounded planes in NumPy, operation for operation as `fuse_MGF_RGB`: He's
+    `boxfilter` (cumulative sums down, then across; border windows clipped), the guided filter's
+    Eqns. (5), (6), (8), cross-guidance, and the weighted details (0/0 = NaN)."""
+
+    def window_sums(x: np.ndarray, axis: int) -> np.ndarray:
+        cumulative = np.moveaxis(np.cumsum(x, axis=axis), axis, 0)
+        n, inner = cumulative.shape[0], max(cumulative.shape[0] - radius, 0)
+        out = np.empty_like(cumulative)
+        out[:inner] = cumulative[radius:]  # the window ends at i + r ...
+        out[inner:] = cumulative[n - 1]  # ... or at the border
+        if n > radius + 1:
+            out[radius + 1:] -= cumulative[:n - radius - 1]  # minus what lies before i - r
+        return np.moveaxis(out, 0, axis)
+
+    count = window_sums(window_sums(np.ones(x1.shape[-2:]), -2), -1)
+
+    def mean(x: np.ndarray) -> np.ndarray:
+        return window_sums(window_sums(x, -2), -1) / count
+
+    def guided(guide: np.ndarray, source: np.ndarray) -> np.ndarray:
+        mean_i, mean_p = mean(guide), mean(source)
+        a = (mean(guide * source) - mean_i * mean_p) / (mean(guide * guide) - mean_i * mean_i + eps)
+        return mean(a) * guide + mean(mean_p - a * mean_i)
+
+    base1, base2, detail = x1, x2, None
+    for _ in range(levels):
+        next1, next2 = guided(base1, base2), guided(base2, base1)
+        d1, d2 = base1 - next1, base2 - next2
+        s1, s2 = np.abs(d1), np.abs(d2)
+        with np.errstate(invalid="ignore"):
+            level = d1 * (s1 / (s1 + s2)) + d2 * (s2 / (s1 + s2))
+        detail = level if detail is None else detail + level
+        base1, base2 = next1, next2
+    return 0.5 * (base1 + base2) + detail
+
+
+def _planes_pair(shape: tuple[int, ...], seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Two float64 [0, 255] integer-valued exposures; from 45 x 45 on, with a flat 30 x 30 corner
+    where both details vanish (0/0 = NaN weights, as in the NaN test below)."""
+    rng = np.random.default_rng(seed)
+    over = rng.integers(0, 256, shape).astype(np.float64)
+    under = np.clip(np.round(over * 0.3 + rng.normal(0, 4, shape)), 0, 255)
+    if min(shape[-2:]) >= 45:
+        over[..., :30, :30] = under[..., :30, :30] = 40.0
+    return over, under
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1), (2, 1, 9), (2, 9, 1), (3, 12, 20), (2, 19, 20), (3, 21, 19),
+                                   (2, 50, 33), (1, 131, 7), (2, 60, 70)])
+def test_unrounded_planes_are_the_reference_doubles(shape):
+    over, under = _planes_pair(shape, seed=sum(shape))
+    expected = _reference_planes(over, under)
+    assert np.array_equal(fuse_planes(over, under), expected, equal_nan=True)
+    assert np.array_equal(fuse_planes(torch.from_numpy(over), torch.from_numpy(under)).numpy(), expected,
+                          equal_nan=True)
+    assert np.isnan(expected).any() == (min(shape[-2:]) >= 45)
+
+
+def test_strips_groups_and_threads_change_no_bit(monkeypatch):
+    over, under = _planes_pair((4, 61, 47), seed=20)
+    expected = _reference_planes(over, under)
+    threads = torch.get_num_threads()
+    for strip, group, workers in ((1, 1, 1), (1, 1, 3), (47 * 2, 61 * 47, 2), (10 ** 9, 10 ** 9, 1)):
+        # strip 1: one row at a time (the ring of cumulative sums slides often); group 1: planes
+        # fused one by one, `workers` at a time; huge: everything at once
+        monkeypatch.setattr(mgff, "STRIP_ELEMENTS", strip)
+        monkeypatch.setitem(mgff.GROUP_ELEMENTS, "cpu", group)
+        torch.set_num_threads(workers)
+        try:
+            assert np.array_equal(fuse_planes(over, under), expected, equal_nan=True), (strip, group, workers)
+            # The worker threads leave torch's setting as it was, here and for threads started later.
+            later = []
+            thread = threading.Thread(target=lambda: later.append(torch.get_num_threads()))
+            thread.start()
+            thread.join()
+            assert torch.get_num_threads() == workers and later == [workers]
+        finally:
+            torch.set_num_threads(threads)
+
+
+def test_cross_guided_filter_matches_reference_and_takes_tensors():
+    x1, x2 = np.random.default_rng(14).uniform(0, 255, (2, 2, 30, 44))
+    first, second = cross_guided_filter(torch.from_numpy(x1), torch.from_numpy(x2), 9, 1000.0)
+    assert isinstance(first, torch.Tensor)
+    assert np.array_equal(first.numpy(), guided_filter(x1, x2, 9, 1000.0))
+    assert np.array_equal(second.numpy(), guided_filter(x2, x1, 9, 1000.0))
+    assert np.array_equal(_reference_planes(x1, x2, levels=1),
+                          fuse_planes(x1, x2, MgffConfig(levels=1)), equal_nan=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# CUDA: the same bits as the CPU (skipped without CUDA)
+
+
+def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return a.shape == b.shape and bool(((a == b) | (torch.isnan(a) & torch.isnan(b))).all())
+
+
+@needs_cuda
+def test_cuda_equals_cpu():
+    pairs = [random_pair(1, 1, seed=15), random_pair(9, 1, seed=16), random_pair(37, 53, seed=17, batch=3),
+             random_pair(600, 700, seed=18, batch=2), random_pair(1000, 1000, seed=19)]
+    pairs += [(over, under) for _, over, under in _demo_pairs()]
+    for over, under in pairs:
+        for config in (MgffConfig(), MgffConfig(mefb_stretch=True)):
+            gpu = fuse(over.cuda(), under.cuda(), config)
+            assert gpu.device.type == "cuda"
+            assert torch.equal(gpu.cpu(), fuse(over, under, config)), (tuple(over.shape), config)
+    for shape in [(2, 50, 33), (3, 300, 517)]:
+        over, under = (torch.from_numpy(x) for x in _planes_pair(shape, seed=21))
+        assert _same(fuse_planes(over.cuda(), under.cuda()).cpu(), fuse_planes(over, under)), shape
+
+
+@needs_cuda
+@pytest.mark.parametrize("scene", MEFB_SCENES)
+def test_cuda_matches_mefb_bit_for_bit(shared_data, scene):
+    stretch = _scenes_csv(shared_data)[scene]["mgff_mefb_stretch"] == "1"
+    over, under = _pair(shared_data, scene)
+    ours = to_uint8(fuse(over.cuda(), under.cuda(), MgffConfig(mefb_stretch=stretch)).cpu())
+    assert np.array_equal(ours, _reference(shared_data, scene))
 
 
 # ---------------------------------------------------------------------------------------------
