@@ -1,10 +1,12 @@
-"""Executors: where batches of stages are computed.
+"""Executors: where batches of stages, and of final images to score, are computed.
 
 The runner plans a run as batches of stages (one method, one scale, scenes of equal size) and
-hands them to an executor, which yields a `BatchResult` per batch as it finishes. Whatever the
-executor, only the runner (the driver process) writes the stage cache, the metric cache, the
-published images and the results database, with the same code; so cache entries and results land
-exactly as with the local executor, and a run can switch executors and resume from the same cache.
+hands them to an executor (`run`), which yields a `BatchResult` per batch as it finishes; then the
+final images whose metric values are not cached as score batches (`score`, one `ScoreResult` of
+plain floats per batch: `pipelines.score_tasks`). Whatever the executor, only the runner (the
+driver process) writes the stage cache, the metric cache, the published images and the results
+database, with the same code; so cache entries and results land exactly as with the local
+executor, and a run can switch executors and resume from the same cache.
 
 - `LocalExecutor` computes in this process, one batch at a time, holding the cache locks of the
   batch's stages while it computes, so a concurrent run on the same cache waits for the entries
@@ -12,8 +14,9 @@ exactly as with the local executor, and a run can switch executors and resume fr
 - `RayExecutor` (extra `distributed`) fans batches out as Ray tasks, `runtime.gpus_per_task` GPUs
   each on a cluster with GPUs, with a bounded number in flight. Workers need no shared file
   system: inputs and outputs travel through Ray's object store and each weights file is shipped
-  once. Two runs on one cache may compute a stage twice under Ray (there is no cluster-wide lock);
-  both write identical entries by atomic renames.
+  once. Score batches are Ray tasks with the same resources (8-bit images in, floats out). Two
+  runs on one cache may compute a stage twice under Ray (there is no cluster-wide lock); both
+  write identical entries by atomic renames.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import torch
 from pipelines.cache import StageCache, file_lock
 from pipelines.compute import StageWorker, first_line, weights_files_of
 from pipelines.graph import Stage
+from pipelines.score_tasks import ScoreBatch, ScoreBatchError, ScoreInputs, ScoreResult, ScoreSpec, score_on
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,7 @@ class BatchError(RuntimeError):
 
 
 InputLoader = Callable[[Stage], list[torch.Tensor]]
+ScoreLoader = Callable[[ScoreBatch], ScoreInputs]
 
 
 def _pending(batch: StageBatch, cache: StageCache, forced: set[str]) -> tuple[list[Stage], list[Stage]]:
@@ -113,6 +118,18 @@ class LocalExecutor:
                     result.seconds = time.perf_counter() - start
                 yield result
 
+    def score(self, spec: ScoreSpec, batches: Iterable[ScoreBatch], load_inputs: ScoreLoader) -> Iterator[ScoreResult]:
+        """Score the batches in this process, in order (a failure is a `ScoreBatchError`); the
+        caller writes each result's values while this generator waits for the next batch."""
+        for batch in batches:
+            try:
+                inputs = load_inputs(batch)
+                start = time.perf_counter()
+                values, metric_seconds = score_on(self.worker, spec, batch.scale, inputs)
+            except Exception as exc:  # noqa: BLE001 - the runner names the batch and re-raises
+                raise ScoreBatchError(batch, exc) from exc
+            yield ScoreResult(batch, values, time.perf_counter() - start, metric_seconds)
+
     def close(self) -> None:
         pass
 
@@ -123,6 +140,14 @@ def _compute_remote(worker: StageWorker, method: str, scale: int, inputs: list[l
     start = time.perf_counter()
     outputs, retried = worker.compute_batch(method, scale, inputs, what=what)
     return outputs, retried, time.perf_counter() - start
+
+
+def _score_remote(worker: StageWorker, spec: ScoreSpec, scale: int,
+                  inputs: ScoreInputs) -> tuple[list[dict[str, float]], dict[str, float], float]:
+    """A Ray task: one score batch on whatever device the worker process was given; plain floats back."""
+    start = time.perf_counter()
+    values, metric_seconds = score_on(worker, spec, scale, inputs)
+    return values, metric_seconds, time.perf_counter() - start
 
 
 def import_ray():
@@ -181,6 +206,7 @@ class RayExecutor:
         self.worker = replace(worker, weights=shipped, threads=threads)
         self.worker_ref = ray.put(self.worker)
         self.remote = ray.remote(num_cpus=threads, num_gpus=self.num_gpus, max_retries=1)(_compute_remote)
+        self.score_remote = ray.remote(num_cpus=threads, num_gpus=self.num_gpus, max_retries=1)(_score_remote)
         log(f"ray executor: {int(cpus)} CPUs, {gpus:g} GPUs in the cluster; {threads} CPU(s) and "
             f"{self.num_gpus:g} GPU(s) per task, "
             f"up to {self.in_flight} batches in flight")
@@ -214,6 +240,36 @@ class RayExecutor:
                 if running:
                     done, _ = ray.wait(list(running), num_returns=1)
                     yield collect(done[0])
+        finally:
+            for ref in running:  # stop what is still running when the run stops early
+                with contextlib.suppress(Exception):
+                    ray.cancel(ref)
+
+    def score(self, spec: ScoreSpec, batches: Iterable[ScoreBatch], load_inputs: ScoreLoader) -> Iterator[ScoreResult]:
+        """Score the batches as Ray tasks, at most `in_flight` at a time, taking the next batch from
+        `batches` only when there is room for it; results as they finish."""
+        ray = self.ray
+        running: dict = {}  # object ref -> batch
+        pending = iter(batches)
+        spec_ref = ray.put(spec)
+        try:
+            while True:
+                while len(running) < self.in_flight and (batch := next(pending, None)) is not None:
+                    try:
+                        inputs = load_inputs(batch)
+                    except Exception as exc:  # noqa: BLE001 - the runner names the batch
+                        raise ScoreBatchError(batch, exc) from exc
+                    running[self.score_remote.remote(self.worker_ref, spec_ref, batch.scale, inputs)] = batch
+                if not running:
+                    return
+                done, _ = ray.wait(list(running), num_returns=1)
+                batch = running.pop(done[0])
+                try:
+                    values, metric_seconds, seconds = ray.get(done[0])
+                except Exception as exc:  # noqa: BLE001 - a task error: the runner names the batch
+                    cause = getattr(exc, "cause", None)
+                    raise ScoreBatchError(batch, cause if isinstance(cause, BaseException) else exc) from exc
+                yield ScoreResult(batch, values, seconds, metric_seconds)
         finally:
             for ref in running:  # stop what is still running when the run stops early
                 with contextlib.suppress(Exception):

@@ -1,10 +1,11 @@
 """Planning a run: the scenes checked up front, every scene's stage graph, and the missing stages
-as batches for an executor.
+and metric values as batches for an executor.
 
 Nothing here computes an image. `scan_scenes` loads each scene once so that a bad file fails before
 any work; `plan_stages` builds the stage graphs (a stage shared by several scenes with identical
 inputs is planned once); `stage_batches` groups the stages still to compute by level (stages on the
-scenes' images, then stages on their outputs), method, scale and input size.
+scenes' images, then stages on their outputs), method, scale and input size; `score_batches`
+groups the final images still to score by scale and size.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pipelines.cache import image_key
 from pipelines.catalog import PipelineSpec
 from pipelines.executors import StageBatch
 from pipelines.graph import SceneGraph, Stage, build_scene_graph
+from pipelines.score_tasks import DEFAULT_SCORE_BATCH, ScoreBatch, ScoreItem
 
 SHOWN_NOTES = 5  # modcrop notes printed before the rest is summarised in one line
 
@@ -166,3 +168,41 @@ def stage_batches(plan: list[PlannedScene], todo: set[str], batch_size: int) -> 
     return [[StageBatch(method_name, kind, scale, tuple(stages[i:i + batch_size]))
              for (scale, method_name, kind, *_), stages in groups.items() for i in range(0, len(stages), batch_size)]
             for groups in levels]
+
+
+def score_batch_size(runtime) -> int:
+    """Images per score batch: `runtime.batch_size`, at least `DEFAULT_SCORE_BATCH` (scoring needs
+    far less memory than a model, and a batched metric gains from more images per call)."""
+    return max(runtime.batch_size, DEFAULT_SCORE_BATCH)
+
+
+class ScoreBatcher:
+    """Groups the final images to score into score batches as they are planned: up to `batch_size`
+    images of one scale and HR size each, in the order they are added (scene by scene, so a batch
+    needs the references of few scenes)."""
+
+    def __init__(self, batch_size: int):
+        self.batch_size = batch_size
+        self._open: dict[tuple, list[ScoreItem]] = {}  # (scale, size) -> the images of a batch being filled
+
+    def add(self, item: ScoreItem) -> ScoreBatch | None:
+        """Add one image; the batch it completes, if it completes one."""
+        group = (item.scale, tuple(item.size))
+        self._open.setdefault(group, []).append(item)
+        if len(self._open[group]) < self.batch_size:
+            return None
+        return ScoreBatch(item.scale, group[1], tuple(self._open.pop(group)))
+
+    def flush(self) -> list[ScoreBatch]:
+        """The batches still being filled (fewer images than `batch_size`), which are then empty."""
+        batches = [ScoreBatch(scale, size, tuple(items)) for (scale, size), items in self._open.items()]
+        self._open.clear()
+        return batches
+
+
+def score_batches(items: list[ScoreItem], batch_size: int) -> list[ScoreBatch]:
+    """The final images to score as batches (`ScoreBatcher`): full batches as they fill up, then
+    the partial ones."""
+    batcher = ScoreBatcher(batch_size)
+    batches = [batch for batch in map(batcher.add, items) if batch is not None]
+    return batches + batcher.flush()

@@ -18,9 +18,13 @@ What a long run on a shared machine needs, and where it is handled:
 Work is planned, then executed: the stages still missing from the cache become batches (one method
 and scale, up to `runtime.batch_size` scenes of equal size), level by level (stages that read the
 scenes' images, then stages that read their outputs: `pipelines.planning`); an executor
-(`pipelines.executors`: local or Ray) computes them and this process alone stores the outputs,
-scores the final images (`pipelines.scoring`) and publishes them (`pipelines.publishing`), so
-results land the same whatever the executor; the manifest (`pipelines.manifest`) records how.
+(`pipelines.executors`: local or Ray) computes them and this process alone stores the outputs.
+Scoring is planned and executed the same way: the final images whose metric values are not in the
+metric cache (`pipelines.scoring`) become score batches (one scale and size, scene by scene), the
+executor scores them on its workers' devices (`pipelines.score_tasks`) and this process alone
+writes the values (the metric cache, then the results database) and publishes the images
+(`pipelines.publishing`), so results land the same whatever the executor; the manifest
+(`pipelines.manifest`) records how, with the time spent scoring (`scoring`).
 - **Bad inputs** fail before any work where they can be seen up front: every scene is loaded and
   checked (files readable, sizes, names usable as file names) and every model is loaded with its
   weights before the first stage. A failure that only shows when a stage runs (an image smaller
@@ -32,8 +36,11 @@ results land the same whatever the executor; the manifest (`pipelines.manifest`)
 
 from __future__ import annotations
 
+import itertools
 import time
 import uuid
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -52,10 +59,11 @@ from pipelines.graph import Stage
 from pipelines.manifest import environment, grid_record, profile_identity, weights_record
 from pipelines.model_files import trained_scenes
 from pipelines.planning import (PlannedScene, ScannedScene, check_scene_sizes, components_of, load_scanned,
-                                plan_stages, scan_scenes, stage_batches)
+                                ScoreBatcher, plan_stages, scan_scenes, score_batch_size, stage_batches)
 from pipelines.publishing import Publisher
 from pipelines.registry import check_weights_keys, methods
-from pipelines.scoring import describe_metrics, score_output
+from pipelines.score_tasks import References, ScoreBatch, ScoreBatchError, ScoreInputs, ScoreItem, to_uint8
+from pipelines.scoring import cached_scores, describe_metrics, metrics_cache_key, score_spec, store_scores
 from pipelines.store import ResultsStore
 from pipelines.weights import ResolvedWeights, check_paper_inputs, resolve_weights
 
@@ -67,6 +75,11 @@ class TrainedScenesError(ValueError):
 class StageError(RuntimeError):
     """A stage failed on one scene; the message (one line) names the scene, the method and the
     scene's input files, and says that the finished stages are kept."""
+
+
+class ScoringError(StageError):
+    """Scoring a batch of final images failed; the message (one line) names the scenes and the
+    pipelines, and says that the metric values finished before are kept."""
 
 
 def ensure_writable(folder: Path, source: str, key: str) -> None:
@@ -104,6 +117,25 @@ def batch_failure(error: BatchError, scanned: dict[tuple[int, str], ScannedScene
                       f"run again to resume")
 
 
+def score_failure(error: ScoreBatchError, scanned: dict[tuple[int, str], ScannedScene], finished: int) -> ScoringError:
+    """A one-line ScoringError naming the scenes of the failed score batch (with their input files,
+    from `scanned` by (scale, scene name)) and its pipelines; `finished`: images this run scored."""
+    batch, cause = error.batch, error.cause
+    text = cause if isinstance(cause, str) else first_line(cause)
+    where = []
+    for name in batch.scenes():
+        entry = scanned.get((batch.scale, name))
+        files = entry.files if entry is not None else {}
+        where.append(f"scene {name!r}" + (f" ({', '.join(str(v) for v in files.values())})" if files else ""))
+    pipelines = ", ".join(dict.fromkeys(item.pipeline for item in batch.items))
+    return ScoringError(f"{'; '.join(where)}: scoring {pipelines} failed: {text}; the metric values of the "
+                        f"{finished} image(s) this run scored and everything cached before are kept: fix the "
+                        f"cause and run again to resume")
+
+
+KEPT_SCENES = 16  # scenes whose references the scoring keeps in memory before it sends partial batches
+
+
 @dataclass
 class RunSummary:
     run_id: str
@@ -118,6 +150,22 @@ class RunSummary:
     memory_retries: list[tuple[str, str, list[int]]] = field(default_factory=list)
     # scenes whose HR images were cropped to a multiple of the scale: "x2/name" -> (before, after)
     modcropped: dict[str, tuple[tuple[int, int], tuple[int, int]]] = field(default_factory=dict)
+    # scoring: final images (distinct metric cache keys) and how many this run scored, in how many
+    # batches; the seconds the workers spent on them (all metrics, and per metric) and the wall time
+    # of the scoring phase (metric cache reads, scene loads, publishing, scoring, writing the values)
+    scores_total: int = 0
+    scores_computed: int = 0
+    score_batches: int = 0
+    score_seconds: float = 0.0
+    metric_seconds: dict[str, float] = field(default_factory=dict)
+    scoring_wall_seconds: float = 0.0
+
+    def scoring_record(self) -> dict:
+        """The manifest's `scoring` entry (the fields above), from which a report can give the share
+        of the wall time spent on metrics."""
+        return {"images": self.scores_total, "computed": self.scores_computed, "batches": self.score_batches,
+                "compute_seconds": self.score_seconds, "metric_seconds": dict(self.metric_seconds),
+                "wall_seconds": self.scoring_wall_seconds}
 
 
 class Runner:
@@ -336,6 +384,13 @@ class Runner:
             forced = {stage.key for p in plan for stage in p.stages} if force else set()
             rows: list[tuple] = []
             status, error, executor = "failed", None, None
+
+            def executor_now():
+                nonlocal executor
+                if executor is None:
+                    executor = self._executor(self.executor_name)
+                return executor
+
             try:
                 todo = set()
                 for planned in plan:
@@ -348,10 +403,9 @@ class Runner:
                 with tqdm(total=summary.stages_total, initial=summary.stages_total - len(todo), desc="stages",
                           unit="stage", disable=not self.show_progress) as bar:
                     if todo:
-                        executor = self._executor(self.executor_name)
-                        self._execute(executor, stage_batches(plan, todo, self.profile.runtime.batch_size), plan, datasets, forced, store, run_id,
-                                      summary, bar)
-                rows = self._score_and_publish(plan, datasets, specs)
+                        self._execute(executor_now(), stage_batches(plan, todo, self.profile.runtime.batch_size), plan,
+                                      datasets, forced, store, run_id, summary, bar)
+                rows = self._score_and_publish(plan, datasets, specs, executor_now, summary)
                 status = "finished"
             except KeyboardInterrupt:
                 status, error = "interrupted", "interrupted"
@@ -369,7 +423,8 @@ class Runner:
                                 compute_seconds=summary.compute_seconds, wall_seconds=summary.wall_seconds,
                                 pipelines=[s.name for s in specs], executor=self.executor_name,
                                 modcropped={k: [list(a), list(b)] for k, (a, b) in summary.modcropped.items()},
-                                memory_retries=[list(r) for r in summary.memory_retries])
+                                memory_retries=[list(r) for r in summary.memory_retries],
+                                scoring=summary.scoring_record())
                 if error is not None:
                     manifest["error"] = error
                 if status == "finished":
@@ -425,22 +480,101 @@ class Runner:
             except BatchError as exc:
                 raise batch_failure(exc, scanned, summary.stages_computed) from exc
 
-    def _score_and_publish(self, plan: list[PlannedScene], datasets: dict, specs: list[PipelineSpec]) -> list[tuple]:
-        """Score every pipeline's final image on every scene (metric cache included) and publish
-        the images; returns the result rows."""
-        rows: list[tuple] = []
-        for planned in tqdm(plan, desc="scoring", unit="scene", disable=not self.show_progress, leave=False):
-            entry = planned.scanned
-            scene = load_scanned(datasets, entry)
-            self.publisher.publish_scene(scene, entry.scale)
-            for spec in specs:
-                final = planned.graph.finals[spec.name]
-                output = self.cache.get(final)
+    def _score_and_publish(self, plan: list[PlannedScene], datasets: dict, specs: list[PipelineSpec],
+                           executor: Callable[[], object], summary: RunSummary) -> list[tuple]:
+        """Publish every scene and every pipeline's final image, and score the final images: values
+        from the metric cache where they are intact, the others as score batches on `executor()`
+        (made only when there is one to score), each batch's values written to the metric cache as
+        it comes back. Each scene is read once: its 8-bit references wait in memory until its
+        images are sent (about `KEPT_SCENES` scenes at most). Returns the result rows, in plan order."""
+        start = time.perf_counter()
+        config, cache_dir = self.profile.metrics, Path(self.profile.cache_dir)
+        batcher = ScoreBatcher(score_batch_size(self.profile.runtime))
+        scanned = {(p.scanned.scale, p.scanned.name): p.scanned for p in plan}
+        images: list[tuple[str, str, str]] = []  # (scene label, pipeline, metric key) of every final image
+        values: dict[str, dict[str, float]] = {}  # metric key -> values (cached, or scored by this run)
+        waiting: Counter = Counter()  # metric key being scored -> final images waiting for it
+        references: dict[tuple[int, str], References] = {}  # (scale, scene) -> 8-bit references, until sent
+        unsent: Counter = Counter()  # (scale, scene) -> its images not sent yet
+        bar = tqdm(total=len(plan) * len(specs), desc="scoring", unit="image", disable=not self.show_progress)
+
+        def batches():
+            for planned in plan:
+                entry = planned.scanned
+                scene = load_scanned(datasets, entry)
+                self.publisher.publish_scene(scene, entry.scale)
+                where, size = (entry.scale, entry.name), tuple(n * entry.scale for n in entry.lr_size)
+                for spec in specs:
+                    final = planned.graph.finals[spec.name]
+                    if not self.cache.has(final):
+                        raise RuntimeError(f"scene {entry.name!r}: the final image of {spec.name} is missing from the "
+                                           f"cache (removed while the run was going?); run again")
+                    key = metrics_cache_key(scene, final, config)
+                    images.append((f"x{entry.scale}/{entry.name}", spec.name, key))
+                    self.publisher.publish_final(final, entry.scale, spec.name, entry.name)
+                    if key in values:
+                        bar.update(1)
+                    elif key in waiting:
+                        waiting[key] += 1
+                    elif (cached := cached_scores(cache_dir, key)) is not None:
+                        values[key] = cached
+                        bar.update(1)
+                    else:
+                        waiting[key] = 1
+                        if where not in references:
+                            references[where] = References(*(None if x is None else to_uint8(x)
+                                                             for x in (scene.gt, scene.gt_over, scene.gt_under)))
+                        unsent[where] += 1
+                        full = batcher.add(ScoreItem(key, final, entry.scale, entry.name, size, spec.name))
+                        if full is not None:
+                            yield full
+                if len(references) > KEPT_SCENES:  # many sizes: send the partial batches, free their scenes
+                    yield from batcher.flush()
+            yield from batcher.flush()
+
+        def load_inputs(batch: ScoreBatch) -> ScoreInputs:
+            scenes = batch.scenes()
+            refs = [references[(batch.scale, name)] for name in scenes]
+            pixels = []
+            for item in batch.items:
+                output = self.cache.get(item.final)
                 if output is None:
-                    raise RuntimeError(f"scene {entry.name!r}: the final image of {spec.name} is missing from the "
-                                       f"cache (removed while the run was going?); run again")
-                values = score_output(scene, final, output, self.profile.metrics, Path(self.profile.cache_dir))
-                rows += [(f"x{entry.scale}/{entry.name}", spec.name, metric.split("|")[0], metric.split("|")[1], value)
-                         for metric, value in values.items()]
-                self.publisher.publish_final(final, entry.scale, spec.name, entry.name)
-        return rows
+                    raise RuntimeError(f"the final image of {item.pipeline} is missing from the cache (removed while "
+                                       f"the run was going?); run again")
+                if tuple(output.shape[-2:]) != tuple(batch.size):
+                    raise ValueError(f"the final image of {item.pipeline} on scene {item.scene!r} is "
+                                     f"{output.shape[-2]}x{output.shape[-1]}, not the scene's HR size "
+                                     f"{batch.size[0]}x{batch.size[1]}")
+                pixels.append(to_uint8(output))
+                unsent[(batch.scale, item.scene)] -= 1
+            for name in scenes:
+                if unsent[(batch.scale, name)] == 0:
+                    references.pop((batch.scale, name), None)
+            index = {name: i for i, name in enumerate(scenes)}
+            return ScoreInputs(torch.cat(pixels), refs, tuple(index[item.scene] for item in batch.items))
+
+        stream = batches()
+        try:
+            first = next(stream, None)  # a warm run finds every value cached here, and starts no executor
+            if first is not None:
+                try:
+                    for result in executor().score(score_spec(config), itertools.chain([first], stream), load_inputs):
+                        for item, scores in zip(result.batch.items, result.values):
+                            store_scores(cache_dir, item.key, scores)
+                            values[item.key] = scores
+                            bar.update(waiting.pop(item.key))
+                        summary.scores_computed += len(result.batch.items)
+                        summary.score_batches += 1
+                        summary.score_seconds += result.seconds
+                        for name, seconds in result.metric_seconds.items():
+                            summary.metric_seconds[name] = summary.metric_seconds.get(name, 0.0) + seconds
+                        bar.set_postfix_str(f"x{result.batch.scale} {len(result.batch.items)} image(s)")
+                except ScoreBatchError as exc:
+                    raise score_failure(exc, scanned, summary.scores_computed) from exc
+        finally:
+            stream.close()
+            bar.close()
+            summary.scores_total = len(values) + len(waiting)
+            summary.scoring_wall_seconds = time.perf_counter() - start
+        return [(label, pipeline, metric.split("|")[0], metric.split("|")[1], value)
+                for label, pipeline, key in images for metric, value in values[key].items()]

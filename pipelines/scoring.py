@@ -18,6 +18,11 @@ Each metric cache file holds its key, the values and the SHA-256 of both (`{"key
 or unreadable gives a `MetricCacheWarning` naming it and the values are computed again (and the
 file rewritten). Files from before the checksum (a bare `{"metric|convention": value}` object)
 are recomputed and rewritten in the new form without a warning.
+
+`score_output` scores one image in the calling process. The runner scores through its executor
+instead: it reads the records (`cached_scores`), has the images whose records are missing scored as
+batches where it computes stages (`pipelines.score_tasks`, the profile's `score_spec`) and writes
+what comes back (`store_scores`): the same keys, records and values.
 """
 
 from __future__ import annotations
@@ -137,23 +142,50 @@ def _cached_values(path: Path, key: str) -> dict[str, float] | None:
         else:
             return dict(values)
     warnings.warn(f"metric cache file {path} (key {key}) is damaged: {reason}; the values are computed again",
-                  MetricCacheWarning, stacklevel=3)
+                  MetricCacheWarning, stacklevel=4)
     return None
+
+
+def metrics_cache_path(cache_dir: str | Path, key: str) -> Path:
+    """Where the metric values under `key` are stored: `cache_dir/metrics/<key[:2]>/<key>.json`."""
+    return Path(cache_dir) / "metrics" / key[:2] / f"{key}.json"
+
+
+def cached_scores(cache_dir: str | Path, key: str) -> dict[str, float] | None:
+    """The values stored under `key` when their record is intact; None when it is missing or from
+    before checksums; a damaged record warns (`MetricCacheWarning`, naming the file) and gives None."""
+    return _cached_values(metrics_cache_path(cache_dir, key), key)
+
+
+def store_scores(cache_dir: str | Path, key: str, values: dict[str, float]) -> None:
+    """Write the values of `key` as a checksummed record, atomically (unique temporary file + rename)."""
+    record = {"key": key, "values": values, "sha256": _values_checksum(key, values)}
+    write_text_atomic(metrics_cache_path(cache_dir, key), json.dumps(record))
+
+
+def score_spec(metrics_config):
+    """The `pipelines.score_tasks.ScoreSpec` of the profile: its metrics (registry order) and its
+    PSNR/SSIM conventions, what a worker needs to score an image as `compute_scores` does."""
+    from pipelines.score_tasks import ScoreSpec
+
+    return ScoreSpec(tuple(metric.name for metric in metrics_of(metrics_config)),
+                     tuple(conventions_of(metrics_config)))
 
 
 def score_output(scene, final_key: str, output, metrics_config, cache_dir: Path) -> dict[str, float]:
     """Every metric of the profile on `output` (the final image stored under `final_key`), as
-    {"metric|convention": value}; cached under `cache_dir/metrics` (checksummed, verified on read)."""
+    {"metric|convention": value}; cached under `cache_dir/metrics` (checksummed, verified on read).
+    The runner scores through its executor instead (`pipelines.score_tasks`), with the same keys and
+    records."""
     key = metrics_cache_key(scene, final_key, metrics_config)
-    path = Path(cache_dir) / "metrics" / key[:2] / f"{key}.json"
-    cached = _cached_values(path, key)
+    cached = cached_scores(cache_dir, key)
     if cached is not None:
         return cached
     values = compute_scores(scene, output, metrics_config)
-    record = {"key": key, "values": values, "sha256": _values_checksum(key, values)}
-    write_text_atomic(path, json.dumps(record))  # unique temporary file + rename
+    store_scores(cache_dir, key, values)
     return values
 
 
-__all__ = ["METRICS", "MetricCacheWarning", "compute_scores", "conventions_of", "describe_metrics",
-           "metric_code_digest", "metrics_cache_key", "metrics_of", "score_output"]
+__all__ = ["METRICS", "MetricCacheWarning", "cached_scores", "compute_scores", "conventions_of", "describe_metrics",
+           "metric_code_digest", "metrics_cache_key", "metrics_cache_path", "metrics_of", "score_output", "score_spec",
+           "store_scores"]

@@ -2,8 +2,10 @@
 
 The Ray tests start a local Ray instance on the CPU (the extra `distributed`; CI installs it). The
 equivalence test runs all 34 pipelines on three demo scenes with each executor into separate
-folders and compares the results tables, the stage cache (keys and PNG bytes) and the published
-images, then checks that a run can resume from the other executor's cache.
+folders and compares the results tables, the stage cache (keys and PNG bytes), the metric cache
+(keys and records: metric values are computed by the executors too) and the published images,
+then checks that a run can resume from the other executor's cache. Score batches sent straight to
+each executor give the same floats, bit for bit, as the driver-side scoring.
 """
 
 from __future__ import annotations
@@ -72,6 +74,10 @@ def _stage_files(root: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted((root / "cache" / "stages").glob("??/*.png"))}
 
 
+def _metric_files(root: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted((root / "cache" / "metrics").glob("??/*.json"))}
+
+
 def _published(root: Path) -> dict[str, bytes]:
     images = root / "out" / "images"
     return {str(p.relative_to(images)): p.read_bytes() for p in sorted(images.rglob("*.png"))}
@@ -126,11 +132,74 @@ def test_ray_executor_lands_exactly_what_the_local_executor_lands(tmp_path):
     local_files, ray_files = _stage_files(local_root), _stage_files(ray_root)
     assert len(local_files) == stages and local_files == ray_files
     assert _published(local_root) == _published(ray_root)
+    # every metric value was computed by the executor (Ray: in remote tasks): identical records
+    images = 3 * counts.pipelines
+    assert local.scores_computed == remote.scores_computed == local.scores_total == images
+    local_metrics = _metric_files(local_root)
+    assert len(local_metrics) == images and local_metrics == _metric_files(ray_root)
     (status, manifest), = _finished_runs(ray_root)
     assert status == "finished" and manifest["executor"] == "ray" and manifest["stages_computed"] == stages
+    assert manifest["scoring"]["computed"] == images and manifest["scoring"]["compute_seconds"] > 0
     # the cache is the same whichever executor wrote it: a local run resumes from the Ray run's cache
     resumed = _runner(ray_root, "local").run()
     assert resumed.stages_computed == 0 and _table(resumed.results) == _table(local.results)
+    assert resumed.scores_computed == 0
+
+
+def _score_batches(runner: Runner):
+    """Two score batches of demo scenes (final images: the mean of each scene's HR exposures and a
+    noisy ground truth), their inputs, and the driver-side values of each image."""
+    from pipelines.score_tasks import ScoreBatch, ScoreInputs, ScoreItem, References, to_uint8
+    from pipelines.scoring import compute_scores
+
+    dataset = open_profile_dataset(runner.profile, 2)
+    scenes = [dataset.load(name) for name in dataset.names()]
+    g = torch.Generator().manual_seed(0)
+    outputs = [[0.5 * (s.gt_over + s.gt_under), (s.gt + 0.03 * torch.randn(s.gt.shape, generator=g)).clamp(0, 1)]
+               for s in scenes]
+    outputs = [[torch.from_numpy(to_uint8(x).numpy()).float() / 255 for x in pair] for pair in outputs]
+    size = tuple(scenes[0].gt.shape[-2:])
+    refs = [References(to_uint8(s.gt), to_uint8(s.gt_over), to_uint8(s.gt_under)) for s in scenes]
+    batches, inputs, expected = [], {}, []
+    for first, last in ((0, 2), (2, len(scenes))):
+        items = tuple(ScoreItem(f"{s.name}-{p}", "x" * 64, 2, s.name, size, p) for s in scenes[first:last]
+                      for p in ("mean", "noisy"))
+        batch = ScoreBatch(2, size, items)
+        batches.append(batch)
+        inputs[batch] = ScoreInputs(torch.cat([to_uint8(x) for pair in outputs[first:last] for x in pair]),
+                                    refs[first:last], tuple(j for j in range(last - first) for _ in range(2)))
+        expected += [compute_scores(s, x, runner.profile.metrics) for s, pair in zip(scenes[first:last],
+                                                                                     outputs[first:last]) for x in pair]
+    return batches, inputs, expected
+
+
+def test_score_batches_give_the_driver_side_values_on_either_executor(tmp_path):
+    from pipelines.scoring import score_spec
+
+    runner = _runner(tmp_path)
+    batches, inputs, expected = _score_batches(runner)
+    spec = score_spec(runner.profile.metrics)
+
+    def values(executor):
+        results = {r.batch: r.values for r in executor.score(spec, batches, inputs.__getitem__)}
+        return [repr(list(v.items())) for batch in batches for v in results[batch]]
+
+    exact = [repr(list(v.items())) for v in expected]
+    assert values(LocalExecutor(runner.worker(), runner.cache)) == exact
+    needs_ray()
+    executor = RayExecutor(runner.worker(), runner.cache, lambda *_: None, num_cpus=max(torch.get_num_threads(), 1))
+    try:
+        assert values(executor) == exact
+        # a remote failure (images of another size than their references) names the batch
+        from pipelines.score_tasks import ScoreBatchError, ScoreInputs
+
+        bad = inputs[batches[0]]
+        bad = ScoreInputs(bad.images[..., :-2], bad.references, bad.scene_of)
+        with pytest.raises(ScoreBatchError) as info:
+            list(executor.score(spec, batches[:1], lambda batch: bad))
+        assert info.value.batch == batches[0] and isinstance(info.value.cause, ValueError)
+    finally:
+        executor.close()
 
 
 def test_ray_executor_reports_a_failing_batch_with_its_scenes(tmp_path):

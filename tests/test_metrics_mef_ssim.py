@@ -1,21 +1,28 @@
 """MEF-SSIM: calibration against MEFB's stored MATLAB values, a literal transcription of the
-MATLAB loops, and the laws the metric obeys (algorithms.md §2)."""
+MATLAB loops, the laws the metric obeys (algorithms.md §2), and the torch implementation's own
+promises: the values of the float64 NumPy implementation it replaced, batches equal to single
+images, strips invisible in the result, exact box sums, CUDA equal to CPU."""
 
 from __future__ import annotations
 
 import csv
 import functools
 import itertools
+import math
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from scipy import ndimage
+from scipy import ndimage, signal
 
 from cfanet.color import rgb2gray
 from cfanet.images import read_image, read_image_array
-from cfanet.metrics.mef_ssim import downsample, mef_ms_ssim, mef_ssim_map, mef_ssim_single, to_mef_gray
+from cfanet.metrics import _torch_window
+from cfanet.metrics._torch_window import box_sum_valid, gaussian_valid
+from cfanet.metrics._window import GAUSSIAN_TAPS
+from cfanet.metrics.mef_ssim import (downsample, mef_ms_ssim, mef_ms_ssim_batch, mef_ssim_map, mef_ssim_scales_batch,
+                                     mef_ssim_single, to_mef_gray)
 
 MEFB_SCENES = (
     "Candle", "TableLamp", "Memorial", "House", "Kluki", "Lamp", "Landscape", "Church",
@@ -253,3 +260,206 @@ def test_too_small_gives_minus_inf_as_matlab():
         assert np.isfinite(result.score) == finite
         if not finite:
             assert result.score == -np.inf and result.per_scale == ()
+
+
+# --- the torch implementation against the float64 NumPy one it replaced ------------------------
+
+# Per-scale Q and score computed by the NumPy/SciPy implementation at f61413217e9a (the commit
+# before the move to torch), loaded with `benchmarks.metrics.load_baseline()`, printed with repr.
+# The torch code sums in a different order (and computes (ed/n)^p as exp(p log(ed/n))), so the
+# values may differ by rounding: measured <= 3e-15; any real change of the formulas moves them by
+# far more than the bound.
+NUMPY_AGREEMENT = 1e-12
+NUMPY_VALUES = {
+    "smooth, 2 sources": ((0.8210769080518742, 0.8942011014226756, 0.9312221029399237), 0.9061252386383314),
+    "odd size, 3 sources": ((0.8550460979497533, 0.9155124175690927, 0.9345770611494285), 0.9200598379185702),
+    "saturated, 2 sources": ((0.498387683119126, 0.4942285199719366, 0.5152106030653264), 0.5044068989825051),
+    "noise, 2 sources": ((0.9289158530504316, 0.930147960789085, 0.9548213735873917), 0.9417225603628007),
+}
+NUMPY_VALUES_MEFB = {
+    ("House", "MGFF"): ((0.9732757101343011, 0.9677695609394829, 0.95941497941777), 0.9641725851095314),
+    ("Kluki", "FMMEF"): ((0.9898303780438317, 0.9851282730814925, 0.97488983112976), 0.9805734408717219),
+    ("507", "MEFNet"): ((0.9186445044673457, 0.8641664661047977, 0.7920507788576971), 0.8326664589201024),
+}
+
+
+def _exposures(seed: int, shape: tuple[int, int], gains: tuple[float, ...]) -> tuple[list[np.ndarray], np.ndarray]:
+    """Seeded exposures of one smooth scene (uint8 RGB (H, W, 3)) and a noisy 'fused' image."""
+    rng = np.random.default_rng(seed)
+    base = _smooth_image(rng, shape).astype(np.float64)
+    sources = [np.clip(base * gain, 0, 255).round().astype(np.uint8) for gain in gains]
+    fused = np.clip(base * 1.1 + rng.normal(0, 6, base.shape), 0, 255).round().astype(np.uint8)
+    return sources, fused
+
+
+def _noise(seed: int, shape: tuple[int, int], k_count: int) -> tuple[list[np.ndarray], np.ndarray]:
+    """Uniform-noise sources (every patch textured) and their rounded mean as the fused image."""
+    rng = np.random.default_rng(seed)
+    sources = [rng.integers(0, 256, shape + (3,), dtype=np.uint8) for _ in range(k_count)]
+    return sources, np.mean(sources, axis=0).round().astype(np.uint8)
+
+
+CASES = {
+    "smooth, 2 sources": lambda: _exposures(21, (96, 128), (0.45, 1.7)),
+    "odd size, 3 sources": lambda: _exposures(22, (77, 91), (0.3, 1.0, 2.2)),
+    "saturated, 2 sources": lambda: _exposures(23, (100, 120), (0.15, 3.0)),  # flat 0 and 255 areas
+    "noise, 2 sources": lambda: _noise(24, (64, 80), 2),
+}
+
+
+def _as_batch(cases: list[tuple[list[np.ndarray], np.ndarray]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """[(sources, fused)] of one size -> uint8 tensors (N, K, 3, H, W) and (N, 3, H, W)."""
+    sources = np.stack([np.stack(s) for s, _ in cases])
+    fused = np.stack([f for _, f in cases])
+    return (torch.from_numpy(np.ascontiguousarray(np.moveaxis(sources, -1, -3))),
+            torch.from_numpy(np.ascontiguousarray(np.moveaxis(fused, -1, -3))))
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_random_images_keep_the_numpy_values(name):
+    sources, fused = CASES[name]()
+    result = mef_ms_ssim(sources, fused)
+    per_scale, score = NUMPY_VALUES[name]
+    np.testing.assert_allclose(result.per_scale, per_scale, rtol=0, atol=NUMPY_AGREEMENT)
+    assert abs(result.score - score) <= NUMPY_AGREEMENT
+
+
+@pytest.mark.parametrize(("scene", "method"), sorted(NUMPY_VALUES_MEFB))
+def test_mefb_images_keep_the_numpy_values(shared_data, scene, method):
+    scene_dir = shared_data / "mefb" / scene
+    result = mef_ms_ssim(_mefb_sources(scene_dir), read_image_array(_file(scene_dir, f"fused_{method}")))
+    per_scale, score = NUMPY_VALUES_MEFB[scene, method]
+    np.testing.assert_allclose(result.per_scale, per_scale, rtol=0, atol=NUMPY_AGREEMENT)
+    assert abs(result.score - score) <= NUMPY_AGREEMENT
+
+
+# --- batches -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("k_count", [2, 3])
+def test_batch_equals_per_image(k_count):
+    cases = [_exposures(30 + i, (70, 90), (0.35, 1.0, 2.1)[:k_count]) for i in range(3)]
+    cases.append(_noise(33, (70, 90), k_count))
+    sources, fused = _as_batch(cases)
+    per_scale = mef_ssim_scales_batch(sources, fused)
+    scores = mef_ms_ssim_batch(sources, fused)
+    assert per_scale.shape == (4, 3) and scores.shape == (4,) and scores.dtype == torch.float64
+    for i, (case_sources, case_fused) in enumerate(cases):
+        single = mef_ms_ssim(case_sources, case_fused)
+        # Same per-pixel values; only the order of the final sums may differ.
+        np.testing.assert_allclose(per_scale[i].numpy(), single.per_scale, rtol=0, atol=1e-14)
+        assert abs(float(scores[i]) - single.score) <= 1e-14
+    # 8-bit values as a float tensor are the same input; the result does not depend on its dtype.
+    assert torch.equal(mef_ms_ssim_batch(sources.double(), fused.float()), scores)
+    assert len({float(s) for s in scores}) == 4  # the rows really differ
+
+
+def test_batch_input_convention_is_enforced():
+    sources, fused = _as_batch([_exposures(40, (50, 60), (0.5, 1.5))])
+    with pytest.raises(ValueError, match="0..255"):
+        mef_ms_ssim_batch(sources / 255.0, fused / 255.0)  # [0, 1] floats
+    with pytest.raises(ValueError, match=r"\(N, K, 3, H, W\)"):
+        mef_ms_ssim_batch(fused, sources)  # swapped
+    with pytest.raises(ValueError, match="K >= 2"):
+        mef_ms_ssim_batch(sources[:, :1], fused)
+    with pytest.raises(ValueError, match="differ"):
+        mef_ms_ssim_batch(sources, fused[..., :-1])
+    with pytest.raises(ValueError, match="differ"):
+        mef_ms_ssim_batch(torch.cat([sources, sources]), fused)
+    with pytest.raises(TypeError, match="tensor"):
+        mef_ms_ssim_batch(sources.numpy(), fused)
+
+
+def test_batch_too_small_is_minus_inf():
+    sources, fused = _as_batch([_exposures(41, (43, 60), (0.5, 1.5))] * 2)
+    assert mef_ssim_scales_batch(sources, fused).shape == (2, 0)
+    assert torch.equal(mef_ms_ssim_batch(sources, fused), torch.full((2,), -math.inf, dtype=torch.float64))
+
+
+# --- the torch building blocks ---------------------------------------------------------------------
+
+
+def test_strips_do_not_change_the_result(monkeypatch):
+    """Every strip needs a 10-row halo; a wrong offset would shift or drop rows of the map."""
+    cases = [_exposures(42 + i, (131, 97), (0.4, 1.0, 1.8)) for i in range(3)]
+    sources, fused = cases[0]
+    grays = np.stack([to_mef_gray(s) for s in sources])
+    fused_gray = to_mef_gray(fused)
+    monkeypatch.setattr(_torch_window, "_CPU_STRIP_ELEMENTS", 10**9)  # one block
+    whole = mef_ssim_map(grays, fused_gray)
+    whole_scores = mef_ssim_scales_batch(*_as_batch(cases))
+    monkeypatch.setattr(_torch_window, "_CPU_STRIP_ELEMENTS", 1)  # one image per block, strips of 8 rows
+    monkeypatch.setattr(_torch_window, "_MIN_ROWS", 8)
+    assert len(_torch_window.blocks(3, 121, 87, 14, "cpu")) == 3 * 16  # ceil(121 / 8) strips per image
+    # Equal up to the last bit or two: a vectorised kernel's tail runs scalar code (measured <= 4e-16).
+    np.testing.assert_allclose(mef_ssim_map(grays, fused_gray), whole, rtol=1e-14, atol=0)
+    np.testing.assert_allclose(mef_ssim_scales_batch(*_as_batch(cases)), whole_scores, rtol=0, atol=1e-15)
+
+
+def test_threads_do_not_change_the_result():
+    """Blocks run in `torch.get_num_threads()` threads of one intra-op thread each (`run_blocks`)."""
+    cases = [_exposures(46 + i, (150, 120), (0.4, 1.0, 1.8)) for i in range(2)]
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = mef_ssim_scales_batch(*_as_batch(cases))
+        torch.set_num_threads(3)
+        assert torch.equal(mef_ssim_scales_batch(*_as_batch(cases)), one)
+        assert torch.get_num_threads() == 3  # left as it was
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_box_sums_are_exact():
+    """Window sums of 8-bit values, of their 2x2 means (multiples of 1/4, 1/16) and of products."""
+    rng = np.random.default_rng(43)
+    integers = rng.integers(-128, 128, (3, 40, 53))
+    kernel = np.ones((11, 11), dtype=np.int64)
+    for divisor in (1, 4, 16):
+        values = integers * integers[::-1] if divisor == 1 else integers
+        expected = np.stack([signal.correlate2d(v, kernel, mode="valid") for v in values])  # exact int64
+        got = box_sum_valid(torch.from_numpy(values / divisor))
+        assert torch.equal(got, torch.from_numpy(expected / divisor))
+
+
+def test_gaussian_window_matches_scipy():
+    values = torch.from_numpy(np.random.default_rng(44).integers(0, 256, (2, 30, 41)).astype(np.float64) ** 2)
+    expected = ndimage.correlate1d(values.numpy(), GAUSSIAN_TAPS, axis=-2, mode="constant")[:, 5:-5]
+    expected = ndimage.correlate1d(expected, GAUSSIAN_TAPS, axis=-1, mode="constant")[..., 5:-5]
+    got = gaussian_valid(values).numpy()
+    assert got.shape == (2, 20, 31)
+    np.testing.assert_allclose(got, expected, rtol=1e-14, atol=0)
+
+
+def test_tensor_inputs_give_tensors_on_their_device():
+    sources, fused = _exposures(45, (60, 70), (0.5, 1.5))
+    grays = torch.from_numpy(np.stack([to_mef_gray(s) for s in sources]))
+    fused_gray = torch.from_numpy(to_mef_gray(fused))
+    q_map = mef_ssim_map(grays, fused_gray)
+    assert isinstance(q_map, torch.Tensor) and q_map.shape == (50, 60) and q_map.dtype == torch.float64
+    as_array = mef_ssim_map(grays.numpy(), fused_gray.numpy())
+    assert isinstance(as_array, np.ndarray)
+    np.testing.assert_array_equal(q_map.numpy(), as_array)
+    assert isinstance(downsample(fused_gray), torch.Tensor)
+    assert mef_ssim_single(grays, fused_gray) == mef_ssim_single(grays.numpy(), fused_gray.numpy())
+
+
+# --- CUDA -----------------------------------------------------------------------------------------
+
+CUDA_AGREEMENT = 1e-10  # float64 on both; CUDA differs in summation order, FMA contraction and exp/log
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_equals_cpu():
+    cases = [_exposures(50 + i, (140, 190), (0.35, 1.0, 2.1)) for i in range(2)] + [_noise(52, (140, 190), 3)]
+    sources, fused = _as_batch(cases)
+    cpu = mef_ssim_scales_batch(sources, fused)
+    cuda = mef_ssim_scales_batch(sources.cuda(), fused.cuda())
+    assert cuda.device.type == "cuda"
+    np.testing.assert_allclose(cuda.cpu().numpy(), cpu.numpy(), rtol=0, atol=CUDA_AGREEMENT)
+    np.testing.assert_allclose(mef_ms_ssim_batch(sources.cuda(), fused.cuda()).cpu().numpy(),
+                               mef_ms_ssim_batch(sources, fused).numpy(), rtol=0, atol=CUDA_AGREEMENT)
+    # The single-image API scores a CUDA tensor on its device, with the same result.
+    tensors = [torch.from_numpy(image.transpose(2, 0, 1).astype(np.float32) / 255).cuda() for image in cases[0][0]]
+    fused_tensor = torch.from_numpy(cases[0][1].transpose(2, 0, 1).astype(np.float32) / 255).cuda()
+    assert abs(mef_ms_ssim(tensors, fused_tensor).score - mef_ms_ssim(*cases[0]).score) <= CUDA_AGREEMENT

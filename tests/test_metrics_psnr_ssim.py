@@ -1,9 +1,12 @@
 """PSNR/SSIM conventions: the SICE calibration point (algorithms.md §3.1b), independent
-re-computations, and what each convention promises (crop, Y channel, quantisation)."""
+re-computations, what each convention promises (crop, Y channel, quantisation), and the torch
+implementation's own promises: the float64 NumPy values it replaced, batches equal to single
+images, strips invisible in the result, CUDA equal to CPU."""
 
 from __future__ import annotations
 
 import csv
+import math
 
 import numpy as np
 import pytest
@@ -12,7 +15,9 @@ from scipy import ndimage
 from skimage.metrics import structural_similarity
 
 from cfanet.images import read_image, read_image_array
-from cfanet.metrics.psnr_ssim import CONVENTIONS, Convention, describe, get_convention, psnr, ssim
+from cfanet.metrics import _torch_window
+from cfanet.metrics.psnr_ssim import (CONVENTIONS, Convention, describe, get_convention, psnr, psnr_batch, ssim,
+                                      ssim_batch)
 
 SICE_SCENES = ("textmef-001", "textmef-002", "textmef-003")
 LOGGED_PRECISION = 5e-5  # the CSV stores 4 decimals
@@ -166,3 +171,98 @@ def test_conventions_describe_themselves():
     assert describe("sr").startswith("sr:") and "rgb2ycbcr" in describe("sr") and "crop = scale" in describe("sr")
     custom = Convention(name="y-crop8", y_channel=True, crop_border=8)
     assert custom.crop_for(4) == 8 and "crop = 8 px" in custom.describe()
+
+
+# --- the torch implementation against the float64 NumPy one it replaced ------------------------
+
+# (PSNR paper, SSIM paper, PSNR sr x2, SSIM sr x2) of the SICE calibration images, computed by the
+# NumPy/SciPy implementation at f61413217e9a (`benchmarks.metrics.load_baseline()`), printed with
+# repr. RGB PSNR is exact in both (integer sums); the others may differ by summation order
+# (measured <= 2e-15).
+NUMPY_AGREEMENT = 1e-12
+NUMPY_VALUES_SICE = {
+    "textmef-001": (21.173074319015335, 0.935404203371193, 22.33508151314597, 0.9583567051749534),
+    "textmef-002": (26.116647468003798, 0.936625918544203, 29.14623187786608, 0.9726351701007742),
+    "textmef-003": (21.450653760171345, 0.8985044091642346, 23.040061494234752, 0.9313017205219453),
+}
+
+
+@pytest.mark.parametrize("scene", SICE_SCENES)
+def test_sice_images_keep_the_numpy_values(shared_data, scene):
+    folder = shared_data / "sice400" / scene
+    fused, gt = read_image_array(folder / "fused_TextMEF.png"), read_image_array(folder / "gt.png")
+    values = [metric(fused, gt, convention, scale=2) for convention in ("paper", "sr") for metric in (psnr, ssim)]
+    np.testing.assert_allclose(values, NUMPY_VALUES_SICE[scene], rtol=0, atol=NUMPY_AGREEMENT)
+    assert values[0] == NUMPY_VALUES_SICE[scene][0]  # exact MSE, same log10
+
+
+# --- batches -------------------------------------------------------------------------------------
+
+
+def _as_tensor(images: np.ndarray) -> torch.Tensor:
+    """uint8 (..., H, W, 3) -> uint8 tensor (..., 3, H, W)."""
+    return torch.from_numpy(np.ascontiguousarray(np.moveaxis(images, -1, -3)))
+
+
+@pytest.mark.parametrize(("convention", "scale"), [("paper", 1), ("sr", 2), ("sr", 4)])
+def test_batch_equals_per_image(convention, scale):
+    pairs = [_smooth_pair(seed, shape=(70, 83)) for seed in (20, 21, 22)]
+    imgs, refs = _as_tensor(np.stack([p[0] for p in pairs])), _as_tensor(np.stack([p[1] for p in pairs]))
+    for batch, single in ((psnr_batch, psnr), (ssim_batch, ssim)):
+        values = batch(imgs, refs, convention, scale)
+        assert values.shape == (3,) and values.dtype == torch.float64
+        expected = [single(img, ref, convention, scale=scale) for img, ref in pairs]
+        np.testing.assert_allclose(values.numpy(), expected, rtol=0, atol=1e-13)
+        # 8-bit values in a float tensor are the same images.
+        assert torch.equal(batch(imgs.double(), refs.float(), convention, scale), values)
+    assert torch.equal(psnr_batch(imgs, imgs), torch.full((3,), math.inf, dtype=torch.float64))
+    assert torch.equal(ssim_batch(imgs, imgs), torch.ones(3, dtype=torch.float64))
+
+
+def test_batch_input_convention_is_enforced():
+    img, ref = (_as_tensor(x)[None] for x in _smooth_pair(23))
+    for batch in (psnr_batch, ssim_batch):
+        with pytest.raises(ValueError, match="0..255"):
+            batch(img / 255.0, ref / 255.0)  # [0, 1] floats
+        with pytest.raises(ValueError, match=r"\(N, 3, H, W\)"):
+            batch(img[0], ref[0])
+        with pytest.raises(ValueError, match="does not match"):
+            batch(img, ref[..., :-1])
+        with pytest.raises(TypeError, match="tensor"):
+            batch(img.numpy(), ref)
+        with pytest.raises(ValueError, match="paper, sr"):
+            batch(img, ref, "matlab")
+        with pytest.raises(ValueError, match="0..255"):
+            batch(img.double() * 1.01, ref)
+
+
+def test_strips_do_not_change_the_result(monkeypatch):
+    img, ref = _smooth_pair(24, shape=(125, 96))
+    monkeypatch.setattr(_torch_window, "_CPU_STRIP_ELEMENTS", 10**9)  # one strip
+    whole = [ssim(img, ref, "paper"), ssim(img, ref, "sr", scale=3)]
+    psnr_whole = psnr(img, ref, "sr", scale=3)
+    monkeypatch.setattr(_torch_window, "_CPU_STRIP_ELEMENTS", 1)  # strips of 8 rows
+    monkeypatch.setattr(_torch_window, "_MIN_ROWS", 8)
+    np.testing.assert_allclose([ssim(img, ref, "paper"), ssim(img, ref, "sr", scale=3)], whole, rtol=0, atol=1e-15)
+    assert psnr(img, ref, "sr", scale=3) == pytest.approx(psnr_whole, abs=1e-12)
+    assert ssim(img, ref, "paper") == pytest.approx(_skimage_ssim_valid(img, ref), abs=1e-10)
+
+
+# --- CUDA -----------------------------------------------------------------------------------------
+
+CUDA_AGREEMENT = 1e-10  # float64 on both; CUDA differs in summation order and FMA contraction
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize(("convention", "scale"), [("paper", 1), ("sr", 4)])
+def test_cuda_equals_cpu(convention, scale):
+    pairs = [_smooth_pair(seed, shape=(150, 170)) for seed in (30, 31)]
+    imgs, refs = _as_tensor(np.stack([p[0] for p in pairs])), _as_tensor(np.stack([p[1] for p in pairs]))
+    for batch in (psnr_batch, ssim_batch):
+        cuda = batch(imgs.cuda(), refs.cuda(), convention, scale)
+        assert cuda.device.type == "cuda"
+        np.testing.assert_allclose(cuda.cpu().numpy(), batch(imgs, refs, convention, scale).numpy(), rtol=0,
+                                   atol=CUDA_AGREEMENT)
+    as_float = torch.from_numpy(pairs[0][0].transpose(2, 0, 1).astype(np.float32) / 255).cuda()
+    assert abs(ssim(as_float, pairs[0][1], convention, scale=scale)
+               - ssim(*pairs[0], convention, scale=scale)) <= CUDA_AGREEMENT

@@ -171,3 +171,90 @@ def test_every_setting_that_can_move_an_output_is_in_the_stage_key(tmp_path):
         assert identity() != base
     finally:
         torch.set_num_threads(threads)
+
+
+# -- scoring through the executor ------------------------------------------------------------------
+
+def _exact(rows) -> list:
+    """Result rows with values as their exact text (NaN != NaN)."""
+    return sorted((*row[:4], repr(row[4])) for row in rows)
+
+
+def test_a_warm_run_computes_no_metric_and_records_the_scoring_time(tmp_path, monkeypatch):
+    import shutil
+
+    import pipelines.score_tasks as score_tasks
+    from cfanet.metrics.registry import metric_names
+    from pipelines.runner import ScoringError
+
+    images = 2 * len(PIPELINES)
+    cold = _runner(tmp_path).run(PIPELINES)
+    assert cold.scores_total == cold.scores_computed == images and cold.score_batches >= 1
+    assert set(cold.metric_seconds) == set(metric_names()) and cold.score_seconds > 0
+    assert len(list((tmp_path / "cache" / "metrics").rglob("*.json"))) == images
+
+    def fail(*args, **kwargs):
+        raise AssertionError("a warm run computed a metric value")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(score_tasks, "score_batch", fail)
+        patched.setattr(Runner, "_executor", lambda self, name: pytest.fail("a warm run started an executor"))
+        warm = _runner(tmp_path).run(PIPELINES)
+    assert warm.scores_computed == 0 and warm.scores_total == images and _exact(warm.results) == _exact(cold.results)
+    manifests = [json.loads(m) for (m,) in sqlite3.connect(cold.database).execute(
+        "SELECT manifest FROM runs ORDER BY started")]
+    scoring = [m["scoring"] for m in manifests]
+    assert [(s["images"], s["computed"]) for s in scoring] == [(images, images), (images, 0)]
+    assert set(scoring[0]["metric_seconds"]) == set(metric_names()) and scoring[1]["metric_seconds"] == {}
+    assert 0 < scoring[0]["compute_seconds"] <= scoring[0]["wall_seconds"] <= manifests[0]["wall_seconds"]
+
+    # metric values computed again (their cache removed): the same floats, and no stage recomputed
+    shutil.rmtree(tmp_path / "cache" / "metrics")
+    again = _runner(tmp_path).run(PIPELINES)
+    assert again.stages_computed == 0 and again.scores_computed == images
+    assert _exact(again.results) == _exact(cold.results)
+
+    # a failing metric stops the run with one line naming the scenes and pipelines of its batch
+    shutil.rmtree(tmp_path / "cache" / "metrics")
+    monkeypatch.setattr(score_tasks, "score_batch", lambda *a, **k: (_ for _ in ()).throw(ValueError("bad pixels")))
+    with pytest.raises(ScoringError, match=r"^scene 'coffee-00'; scene 'chelsea-01': scoring SRFBN\+MGFF, .*CF-Net "
+                                           r"failed: bad pixels; the metric values of the 0 image\(s\)"):
+        _runner(tmp_path).run(PIPELINES)
+
+
+KILL_WHILE_SCORING = """
+import os, signal, sys
+sys.path.insert(0, {tests!r})
+from pathlib import Path
+import pipelines.runner as runner
+from test_runner import _config, seeded_weights, PIPELINES
+runner.score_batch_size = lambda runtime: 2  # four score batches of two images
+real, written = runner.store_scores, []
+def store_or_die(cache_dir, key, values):
+    if len(written) == 4:  # two batches written: killed while the third is being written
+        os.kill(os.getpid(), signal.SIGKILL)
+    real(cache_dir, key, values)
+    written.append(key)
+runner.store_scores = store_or_die
+runner.Runner(_config(Path({root!r})), weights_trainer=seeded_weights, show_progress=False,
+              log=lambda *_: None).run(PIPELINES)
+"""
+
+
+def test_a_run_killed_while_scoring_keeps_its_finished_metric_values(tmp_path):
+    import shutil
+    import signal
+    import subprocess
+    import sys
+
+    clean = _runner(tmp_path).run(PIPELINES)
+    shutil.rmtree(tmp_path / "cache" / "metrics")
+    script = KILL_WHILE_SCORING.format(tests=str(Path(__file__).resolve().parent), root=str(tmp_path))
+    killed = subprocess.run([sys.executable, "-c", script], timeout=900)
+    assert killed.returncode == -signal.SIGKILL
+    assert len(list((tmp_path / "cache" / "metrics").rglob("*.json"))) == 4
+    resumed = _runner(tmp_path).run(PIPELINES)
+    assert resumed.stages_computed == 0 and resumed.scores_computed == 2 * len(PIPELINES) - 4
+    assert _exact(resumed.results) == _exact(clean.results)
+    statuses = [s for (s,) in sqlite3.connect(clean.database).execute("SELECT status FROM runs ORDER BY started")]
+    assert statuses == ["finished", "running", "finished"]

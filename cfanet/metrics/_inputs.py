@@ -50,3 +50,33 @@ def as_uint8_rgb(image) -> np.ndarray:
     if not channel_first and array.ndim in (3, 4) and array.shape[-1] == 3:
         return np.moveaxis(array, -1, -3).reshape((-1, 3) + array.shape[-3:-1])
     raise ValueError(f"unsupported shape {tuple(array.shape)} for dtype {array.dtype}; expected {ACCEPTED_RGB}")
+
+
+EIGHT_BIT_TENSOR = (
+    "a torch tensor of 8-bit values on the 0..255 scale (not [0, 1]): uint8, or an integer or float "
+    "dtype holding integers in 0..255, channel-first RGB"
+)
+
+
+def eight_bit_tensor(x, name: str = "image"):
+    """Check that `x` is a tensor of 8-bit values (`EIGHT_BIT_TENSOR`) and return it unchanged.
+
+    The batched metrics take this form so a batch is scored where it lives, without the
+    quantisation and host copies of `as_uint8_rgb`. Raises TypeError for a non-tensor or a bool/
+    complex tensor, ValueError for values outside 0..255 or not integers (e.g. [0, 1] floats), or NaN.
+    """
+    if not is_tensor(x):
+        raise TypeError(f"{name} must be {EIGHT_BIT_TENSOR}; got {type(x).__name__}")
+    import torch
+
+    if x.dtype == torch.uint8:
+        return x
+    if x.dtype == torch.bool or x.is_complex():
+        raise TypeError(f"{name} has dtype {x.dtype}; expected {EIGHT_BIT_TENSOR}")
+    if x.numel():
+        low, high = torch.aminmax(x)
+        integral = bool((x == x.floor()).all()) if x.is_floating_point() else True  # NaN fails here
+        if not (integral and 0 <= float(low) and float(high) <= 255):
+            raise ValueError(f"{name} must hold integers in 0..255 ({EIGHT_BIT_TENSOR}); got values in "
+                             f"[{float(low):g}, {float(high):g}]" + ("" if integral else ", not all integers"))
+    return x
