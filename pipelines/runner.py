@@ -100,6 +100,13 @@ def ensure_writable(folder: Path, source: str, key: str) -> None:
                                        f"folder") from None
 
 
+def scene_with_files(scanned: dict[tuple[int, str], ScannedScene], scale: int, name: str) -> str:
+    """"scene 'name' (its input files)" for an error message; the files from `scanned` when known."""
+    entry = scanned.get((scale, name))
+    files = entry.files if entry is not None else {}
+    return f"scene {name!r}" + (f" ({', '.join(str(v) for v in files.values())})" if files else "")
+
+
 def batch_failure(error: BatchError, scanned: dict[tuple[int, str], ScannedScene], finished: int) -> StageError:
     """A one-line StageError naming the scenes of the failed batch, their input files (from
     `scanned`, by (scale, scene name)) and the method; `finished`: stages this run finished."""
@@ -107,11 +114,7 @@ def batch_failure(error: BatchError, scanned: dict[tuple[int, str], ScannedScene
     text = cause if isinstance(cause, str) else first_line(cause)
     if isinstance(cause, OutOfMemoryStageError):
         return StageError(f"{text}; the {finished} stage(s) this run finished are kept in the cache")
-    where = []
-    for stage in batch.stages:
-        entry = scanned.get((batch.scale, stage.scene))
-        files = entry.files if entry is not None else {}
-        where.append(f"scene {stage.scene!r}" + (f" ({', '.join(str(v) for v in files.values())})" if files else ""))
+    where = [scene_with_files(scanned, batch.scale, stage.scene) for stage in batch.stages]
     return StageError(f"{'; '.join(where)}: {batch.method} failed: {text}; the {finished} "
                       f"stage(s) this run finished and everything cached before are kept: fix the input and "
                       f"run again to resume")
@@ -122,11 +125,7 @@ def score_failure(error: ScoreBatchError, scanned: dict[tuple[int, str], Scanned
     from `scanned` by (scale, scene name)) and its pipelines; `finished`: images this run scored."""
     batch, cause = error.batch, error.cause
     text = cause if isinstance(cause, str) else first_line(cause)
-    where = []
-    for name in batch.scenes():
-        entry = scanned.get((batch.scale, name))
-        files = entry.files if entry is not None else {}
-        where.append(f"scene {name!r}" + (f" ({', '.join(str(v) for v in files.values())})" if files else ""))
+    where = [scene_with_files(scanned, batch.scale, name) for name in batch.scenes()]
     pipelines = ", ".join(dict.fromkeys(item.pipeline for item in batch.items))
     return ScoringError(f"{'; '.join(where)}: scoring {pipelines} failed: {text}; the metric values of the "
                         f"{finished} image(s) this run scored and everything cached before are kept: fix the "

@@ -142,7 +142,7 @@ def batched_function(metric: Metric) -> Callable | None:
     if where is None:
         return None
     module = importlib.import_module(where[0])
-    function = getattr(module, where[1], None) if hasattr(module, where[1]) else None
+    function = getattr(module, where[1], None)
     return function if callable(function) else None
 
 
