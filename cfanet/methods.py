@@ -99,6 +99,17 @@ class MethodSpec:
         return getattr(self.cls, "configs", {})
 
     @property
+    def protocols(self) -> tuple[str, ...]:
+        """The inference protocols the class has (`cfanet.protocols`): "exact", and "official" where
+        it reproduces its release script."""
+        return tuple(getattr(self.cls, "protocols", ("exact",)))
+
+    def protocol_for(self, requested: str) -> str:
+        """The protocol this method runs under when `requested` is asked for: "official" only where
+        the class has it; a method without one runs "exact"."""
+        return "official" if requested == "official" and "official" in self.protocols else "exact"
+
+    @property
     def call(self) -> str:
         return CALLS[self.kind]
 
@@ -109,10 +120,20 @@ class MethodSpec:
         return [f"{self.name}.x{s}" for s in scales] if self.scale_specific else [self.name]
 
     def runtime_options(self, tile: int = 0, tile_overlap: int | None = None,
-                        precision: str = "fp32") -> dict[str, Any]:
+                        precision: str = "fp32", protocol: str = "exact") -> dict[str, Any]:
         """The runtime options this method accepts, from the profile's settings: tiling for methods
-        that tile, a precision for methods that list autocast dtypes."""
+        that tile, a precision for methods that list autocast dtypes. Under the official protocol
+        (where the class has it): `protocol="official"`, fp32, and tiling only for classes whose
+        release script takes a tile option (`official_tiles`). The exact protocol adds no option, so
+        its options (and the stage cache keys made from them) are those of before protocols existed."""
         options: dict[str, Any] = {}
+        if self.protocol_for(protocol) == "official":
+            options["protocol"] = "official"
+            if self.tiles and getattr(self.cls, "official_tiles", False):
+                options["tile"] = tile
+                if tile_overlap:
+                    options["tile_overlap"] = tile_overlap
+            return options
         if self.tiles:
             options["tile"] = tile
             if tile_overlap:
@@ -156,7 +177,8 @@ class MethodSpec:
         return {"name": self.name, "kind": self.kind, "target": self.target, "deep": self.deep,
                 "scale_specific": self.scale_specific, "trainable": self.trainable, "tiles": self.tiles,
                 "min_input_size": self.min_input_size, "autocast_dtypes": list(self.autocast_dtypes),
-                "configs": sorted(self.configs), "paper_order": self.paper_order, "proposed": self.proposed,
+                "configs": sorted(self.configs), "protocols": list(self.protocols),
+                "paper_order": self.paper_order, "proposed": self.proposed,
                 "source": self.source,
                 "note": self.note or self.not_trainable}
 

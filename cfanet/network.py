@@ -454,6 +454,8 @@ class CFANet(DeepMethod):
     module docstring) and `tile_overlap`; `precision` ("fp32" or "bf16": autocast of the forward
     pass on the device); `channels_last` (memory format of the network and its inputs);
     `loss_weights` (`CoupledLossWeights` of the hierarchical loss; default all 1, the paper's).
+    `protocol`: "exact" only. CFANet has no release script (no official protocol): under a
+    profile-wide "official" protocol it runs exact, and the reports say so.
     """
 
     name: ClassVar[str] = "CFANet"
@@ -469,7 +471,7 @@ class CFANet(DeepMethod):
 
     def __init__(self, network: CFANetNetwork, scale: int | None = None, *, device: str | torch.device = "cpu",
                  output_mode: str = "round", tile: int = 0, tile_overlap: int | None = None,
-                 precision: str = "fp32", channels_last: bool = False,
+                 precision: str = "fp32", channels_last: bool = False, protocol: str = "exact",
                  loss_weights: CoupledLossWeights | None = None, weights: str = "random init"):
         if output_mode not in self.output_modes:
             raise ValueError(f"{self.name}: output_mode must be one of {', '.join(self.output_modes)}, "
@@ -478,7 +480,7 @@ class CFANet(DeepMethod):
         if scale != network.scale:
             raise ValueError(f"{self.name}: scale {scale} does not match the network's x{network.scale}")
         self._setup(network, device=device, tile=tile, tile_overlap=tile_overlap, precision=precision,
-                    channels_last=channels_last)
+                    channels_last=channels_last, protocol=protocol)
         self.scale, self.output_mode = scale, output_mode
         self.loss_weights = loss_weights or CoupledLossWeights()
         self.weights = weights

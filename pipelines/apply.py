@@ -20,9 +20,14 @@ from cfanet.methods import MethodSpec
 
 
 def load_method(spec: MethodSpec, weights: str | Path | None = None, scale: int | None = None, device: str = "cpu",
-                size: str | None = None):
+                size: str | None = None, protocol: str = "exact"):
     """Instantiate `spec`'s method; one with weights loads them strictly (the scale is read from them;
-    `size` names the configuration where the loader cannot read it from the weights)."""
+    `size` names the configuration where the loader cannot read it from the weights). `protocol`
+    "official" runs the method as its release script does (`cfanet.protocols`); a method without
+    that protocol is a ValueError naming it."""
+    if protocol not in spec.protocols:
+        raise ValueError(f"{spec.name} has no {protocol!r} protocol (it has: {', '.join(spec.protocols)})")
+    options = {"protocol": protocol} if spec.deep and protocol != "exact" else {}
     if not spec.deep:
         return spec.create(scale or 2)
     if weights is None:
@@ -31,12 +36,12 @@ def load_method(spec: MethodSpec, weights: str | Path | None = None, scale: int 
         from pipelines.model_files import checkpoint_metadata
 
         size = checkpoint_metadata(Path(weights)).get("size")  # our own files say their configuration
-    return spec.load(weights, scale, size=size, device=device)
+    return spec.load(weights, scale, size=size, device=device, **options)
 
 
 def apply_method(spec: MethodSpec, output: str | Path, *, over: str | Path | None = None, under: str | Path | None = None,
                  image: str | Path | None = None, weights: str | Path | None = None, scale: int | None = None,
-                 device: str = "cpu", size: str | None = None) -> dict:
+                 device: str = "cpu", size: str | None = None, protocol: str = "exact") -> dict:
     """Run method `spec` on files, write the result to `output` atomically; returns a summary.
 
     Inputs are read and checked (readable, same size for a pair) before the model is loaded, so a
@@ -56,13 +61,13 @@ def apply_method(spec: MethodSpec, output: str | Path, *, over: str | Path | Non
         inputs = {"over": read_image(over), "under": read_image(under)}
         check_same_size({str(over): tuple(inputs["over"].shape[-2:]), str(under): tuple(inputs["under"].shape[-2:])},
                         "apply")
-    method = load_method(spec, weights, scale, device, size)
+    method = load_method(spec, weights, scale, device, size, protocol)
     start = time.perf_counter()
     result = getattr(method, spec.call)(*inputs.values())
     seconds = time.perf_counter() - start
     written = write_image(output, result)
-    summary = {"method": key, "kind": spec.kind, "output": str(written), "size": list(result.shape[-2:]),
-               "seconds": round(seconds, 4)}
+    summary = {"method": key, "kind": spec.kind, "protocol": protocol, "output": str(written),
+               "size": list(result.shape[-2:]), "seconds": round(seconds, 4)}
     summary.update({role: str(path) for role, path in (("over", over), ("under", under), ("input", image)) if path})
     if weights is not None:
         summary["weights"] = str(weights)

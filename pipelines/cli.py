@@ -132,12 +132,59 @@ def _strict_json(value, key: str = ""):
     return value
 
 
+def parse_protocols(values: list[str] | None) -> tuple[str | None, dict[str, str]]:
+    """`--protocol` values: "exact" / "official" for every method, or METHOD=PROTOCOL for one
+    (repeatable). Returns (the protocol for every method or None, per-method protocols)."""
+    from cfanet.protocols import PROTOCOLS
+
+    every, per_method = None, {}
+    for value in values or []:
+        name, _, protocol = value.rpartition("=")
+        if protocol not in PROTOCOLS or (value.count("=") and not name.strip()):
+            raise ValueError(f"--protocol {value!r}: expected {' or '.join(PROTOCOLS)}, or METHOD=PROTOCOL "
+                             f"(e.g. RCAN=official)")
+        if name:
+            per_method[name.strip()] = protocol
+        else:
+            every = protocol
+    return every, per_method
+
+
+def with_protocols(config, profile_name: str | None, values: list[str] | None):
+    """`config` with the profile's `runtime.protocol` / `runtime.protocols` overridden by `--protocol`."""
+    import dataclasses
+
+    from pipelines.registry import methods
+
+    every, per_method = parse_protocols(values)
+    if every is None and not per_method:
+        return config
+    table = methods(config)
+    for name, protocol in per_method.items():
+        spec = table.find(name)
+        if spec is None or protocol not in spec.protocols:
+            problem = "no such method" if spec is None else f"it has: {', '.join(spec.protocols)}"
+            raise ValueError(f"--protocol {name}={protocol}: {problem}")
+    profile = config.profile(profile_name)
+    runtime = profile.runtime
+    # a protocol for every method replaces the profile's per-method settings too
+    protocols = per_method if every is not None else {**runtime.protocols, **per_method}
+    runtime = dataclasses.replace(runtime, protocol=every or runtime.protocol, protocols=protocols)
+    profiles = {**config.profiles, profile.name: dataclasses.replace(profile, runtime=runtime)}
+    return dataclasses.replace(config, profiles=profiles)
+
+
 def cmd_apply(args) -> int:
     from pipelines.apply import apply_method
     from pipelines.registry import method
 
     config = _config(args)
     spec = method(args.method, config)
+    every, per_method = parse_protocols(args.protocol)
+    protocol = next((p for name, p in per_method.items() if name.lower() == spec.name.lower()), every or "exact")
+    if protocol not in spec.protocols:
+        raise ValueError(f"--protocol {protocol}: {spec.name} has no {protocol!r} protocol (it has: "
+                         f"{', '.join(spec.protocols)})")
     weights = args.weights
     size = None
     if weights is None and spec.deep:
@@ -159,7 +206,8 @@ def cmd_apply(args) -> int:
             weights, size = demo, "small"
     try:
         summary = apply_method(spec, args.output, over=args.over, under=args.under, image=args.input,
-                               weights=weights, scale=args.scale, device=args.device, size=size)
+                               weights=weights, scale=args.scale, device=args.device, size=size,
+                               protocol=protocol)
     except ValueError as exc:
         from cfanet.checkpoint import CheckpointError
         from cfanet.data.scene import DatasetError
@@ -209,7 +257,7 @@ def _print_summary(summary, profile) -> None:
 def _run(args, pipelines, force: bool) -> int:
     from pipelines.runner import Runner
 
-    config = _config(args)
+    config = with_protocols(_config(args), args.profile, args.protocol)
     # progress bars only on a terminal: logs and pipes get plain lines
     runner = Runner(config, args.profile, show_progress=sys.stderr.isatty(), executor=args.executor,
                     allow_trained_scenes=args.allow_trained_scenes)
@@ -307,6 +355,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", type=int, help="scale of an SR or joint model (default: read from the weights)")
     p.add_argument("--profile", help="profile whose weights to use when --weights is not given")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument("--protocol", default=None, action="append", metavar="PROTOCOL",
+                   help="exact (default: the network on the whole image, rounded once) or official (the method's "
+                        "release script, bit for bit)")
     p.set_defaults(func=cmd_apply)
 
     from pipelines.train_command import add_train_parser
@@ -328,6 +379,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-trained-scenes", action="store_true",
                    help="score methods even on scenes their weights record having been trained or validated on "
                         "(refused by default; the manifest records the overlap)")
+    p.add_argument("--protocol", action="append", metavar="PROTOCOL",
+                   help="inference protocol: exact (whole image, one rounding; the default) or official (each "
+                        "method as its release script runs it, bit for bit) for every method, or METHOD=PROTOCOL "
+                        "for one (repeatable); overrides the profile's runtime.protocol(s)")
     p.set_defaults(func=cmd_run_all)
 
     p = sub.add_parser("run", help="run some pipelines, e.g. RCAN+MGFF MGFF+RCAN CFANet")
@@ -342,6 +397,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-trained-scenes", action="store_true",
                    help="score methods even on scenes their weights record having been trained or validated on "
                         "(refused by default; the manifest records the overlap)")
+    p.add_argument("--protocol", action="append", metavar="PROTOCOL",
+                   help="inference protocol: exact (whole image, one rounding; the default) or official (each "
+                        "method as its release script runs it, bit for bit) for every method, or METHOD=PROTOCOL "
+                        "for one (repeatable); overrides the profile's runtime.protocol(s)")
     p.set_defaults(func=cmd_run)
 
     for command in sub.choices.values():  # `--debug` also after the sub-command

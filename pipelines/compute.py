@@ -12,7 +12,9 @@ that tiles, and on the GPU path an autocast precision (`runtime.amp`, dtype `run
 only to methods whose class lists that dtype in `autocast_dtypes` (the dtypes
 tests/test_autocast.py shows change PSNR by less than 0.05 dB); inputs and weights are
 channels-last on CUDA (`runtime.channels_last`); tiles are sized from the free device memory; a
-batch of equal-size scenes is one forward pass.
+batch of equal-size scenes is one forward pass. A method asked to run its release script's
+protocol (`runtime.protocol`, `runtime.protocols`) gets `protocol="official"` instead, where its
+class has that protocol (see `MethodSpec.runtime_options`).
 Outputs always leave as float32 on the CPU, and metrics are computed from them in fp32.
 """
 
@@ -113,9 +115,10 @@ def inference_precision(spec: MethodSpec, runtime: RuntimeConfig, device: torch.
 
 def runtime_options(spec: MethodSpec, runtime: RuntimeConfig, device: torch.device) -> dict:
     """The options `spec`'s class is built with from the profile's runtime settings: tiling for
-    methods that tile, the autocast precision where it applies."""
+    methods that tile, the autocast precision where it applies, the official protocol where asked."""
     return spec.runtime_options(tile=runtime.tile_size, tile_overlap=runtime.tile_overlap or None,
-                                precision=inference_precision(spec, runtime, device))
+                                precision=inference_precision(spec, runtime, device),
+                                protocol=runtime.protocol_of(spec.name))
 
 # Per-process model pool: the pool of the most recent run only (a process serves one run at a
 # time; dropping older pools frees their device memory).

@@ -87,6 +87,11 @@ class RuntimeConfig:
     the cluster has GPUs and `cpus_per_task` CPU threads each (CPU convolutions sum in an order
     that depends on the thread count, so equal counts give bit-identical stage outputs); `workers`
     bounds the batches in flight per executor slot.
+
+    `protocol` is the inference protocol of every method (`cfanet.protocols`): "exact" (whole
+    image, one rounding by the harness) or "official" (each method as its release script runs it,
+    bit for bit; methods without an official protocol run exact); `protocols` sets it per method
+    (method name -> protocol) over `protocol`.
     """
 
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -101,6 +106,14 @@ class RuntimeConfig:
     ray_address: str = ""
     gpus_per_task: float = 1.0
     cpus_per_task: int = 0  # 0: the driver's torch thread count (CPU outputs then equal the local executor's)
+    protocol: Literal["exact", "official"] = "exact"
+    protocols: dict[str, Literal["exact", "official"]] = field(default_factory=dict)
+
+    def protocol_of(self, method: str) -> str:
+        """The protocol asked for `method`: its entry in `protocols` (names compared case-insensitively),
+        else `protocol`."""
+        lowered = method.lower()
+        return next((p for name, p in self.protocols.items() if name.lower() == lowered), self.protocol)
 
 
 @dataclass(frozen=True)

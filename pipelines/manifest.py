@@ -63,16 +63,19 @@ def weights_record(weights: dict, instances: dict) -> dict:
     }
 
 
-def grid_record(grid: Grid, run: list[PipelineSpec], table) -> dict:
+def grid_record(grid: Grid, run: list[PipelineSpec], table, runtime=None) -> dict:
     """The compared methods for the reports: the grid, then any other pipeline the run computed, in
-    table order; each component's kind and source; the proposed method (the statistics' reference)
-    when it is among them."""
+    table order; each component's kind, source and the inference protocol it ran under (`runtime`'s
+    choice where the method has that protocol, else "exact"); the proposed method (the statistics'
+    reference) when it is among them."""
     pipelines = grid.pipelines()
     names = {p.name for p in pipelines}
     pipelines += [p for p in run if p.name not in names]
     components = {name: table.specs[name] for p in pipelines for name in p.components}
     reference = next((p.name for p in pipelines if p.joint and components[p.joint].proposed), None)
     return {"pipelines": [p.describe() for p in pipelines],
-            "components": {name: {"kind": spec.kind, "source": spec.source, "learned": spec.deep}
+            "components": {name: {"kind": spec.kind, "source": spec.source, "learned": spec.deep,
+                                  "protocol": spec.protocol_for(runtime.protocol_of(name) if runtime else "exact"),
+                                  "protocol_asked": runtime.protocol_of(name) if runtime else "exact"}
                            for name, spec in components.items()},
             "reference": reference}

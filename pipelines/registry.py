@@ -172,6 +172,21 @@ def check_weights_keys(config: BenchmarkConfig, profile: Profile, table: MethodT
         raise ConfigError(config.source, f"profiles.{profile.name}.weights.\"{key}\"", f"unknown key: {problem}")
 
 
+def check_protocols(config: BenchmarkConfig, profile: Profile, table: MethodTable) -> None:
+    """Every key of `[profiles.<name>.runtime.protocols]` must name a registered method, and a method
+    set to "official" must have that protocol: the error names the key and the file."""
+    for name, protocol in profile.runtime.protocols.items():
+        key = f"profiles.{profile.name}.runtime.protocols.\"{name}\""
+        spec = table.find(name)
+        if spec is None:
+            close = difflib.get_close_matches(name, sorted(table.specs), n=3, cutoff=0.6)
+            raise ConfigError(config.source, key, "no such method" + (f"; did you mean {', '.join(close)}?" if close
+                                                                      else f"; methods: {', '.join(table.specs)}"))
+        if protocol not in spec.protocols:
+            raise ConfigError(config.source, key, f"{spec.name} has no {protocol!r} protocol (it has: "
+                              f"{', '.join(spec.protocols)})")
+
+
 @dataclass(frozen=True)
 class WeightsStatus:
     """Where a deep method's weights for one scale come from."""

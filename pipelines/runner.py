@@ -61,7 +61,7 @@ from pipelines.model_files import trained_scenes
 from pipelines.planning import (PlannedScene, ScannedScene, check_scene_sizes, components_of, load_scanned,
                                 ScoreBatcher, plan_stages, scan_scenes, score_batch_size, stage_batches)
 from pipelines.publishing import Publisher
-from pipelines.registry import check_weights_keys, methods
+from pipelines.registry import check_protocols, check_weights_keys, methods
 from pipelines.score_tasks import References, ScoreBatch, ScoreBatchError, ScoreInputs, ScoreItem, to_uint8
 from pipelines.scoring import cached_scores, describe_metrics, metrics_cache_key, score_spec, store_scores
 from pipelines.store import ResultsStore
@@ -186,6 +186,7 @@ class Runner:
         self.methods = methods(config)  # every registered method, the config's own included
         self.grid = profile_grid(self.methods, self.profile.grid, config.source, self.profile.name)
         check_weights_keys(config, self.profile, self.methods)  # before anything is created on disk
+        check_protocols(config, self.profile, self.methods)
         self.device = choose_device(self.profile.runtime.device)
         self.output_dir = Path(self.profile.output_dir)
         for folder, key in ((self.output_dir, "output_dir"), (Path(self.profile.cache_dir), "cache_dir")):
@@ -320,7 +321,7 @@ class Runner:
         """What the run is (environment, configuration, weights, compared methods, metrics)."""
         return {**profile_identity(self.config, self.profile), **environment(self.device),
                 **weights_record(self._weights, self.worker().instances()),
-                "grid": grid_record(self.grid, self._pipelines, self.methods),
+                "grid": grid_record(self.grid, self._pipelines, self.methods, self.profile.runtime),
                 "trained_scene_overlap": self.trained_scene_overlap,
                 "metrics": describe_metrics(self.profile.metrics)}
 

@@ -21,7 +21,9 @@ Methods, their order and Table 1's layout come from the runs' grid (`reports.gri
 labels, decimals and which enter Table 1 from the runs' metric descriptors (`reports.metrics`).
 Table 1 and the significance page show the Table 1 metrics; the per-image page and CSV show all.
 The paper's own numbers (`reports.paper_reference`, compared in `reports.vs_paper`) sit beside Table 1
-at the paper's scale, on its page, in companion LaTeX and CSV files and on the index.
+at the paper's scale, on its page, in companion LaTeX and CSV files and on the index. Every caption
+(Table 1, beside the paper, Figure 3, the per-image, significance and runtime pages) and the printed
+summary say which inference protocol the methods ran under (`reports.protocols`): the paper states none.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ import pandas as pd
 from reports.data import CONVENTIONS, ReportData, ReportError, load_report_data
 from reports.figure3 import DEFAULT_METHODS, Figure3, render_figure3, resolve_scene, safe_name
 from reports.paper_reference import load_paper_reference
+from reports.protocols import protocol_sentence
+from reports.protocols import summary_line as protocol_summary_line
 from reports.render import html_label, render_html, render_tex, tex_escape, tex_label
 from reports.runtime import component_seconds, devices, runtime_table
 from reports.stats import COLUMNS as STATS_COLUMNS
@@ -57,12 +61,15 @@ class ReportResult:
     demo_weights: list[str] = field(default_factory=list)
     paper_lines: list[str] = field(default_factory=list)     # `paper: ...`: the comparison with the paper
     paper_comparisons: list[PaperComparison] = field(default_factory=list)
+    protocol_line: str = ""     # `protocol: ...`: the inference protocol the methods ran under
 
     def summary_lines(self) -> list[str]:
         lines = [f"report: {self.index}"]
         for path in self.files:
             if path != self.index:
                 lines.append(f"  {path.relative_to(self.output_dir)}")
+        if self.protocol_line:
+            lines.append(self.protocol_line)
         lines += self.paper_lines
         if self.demo_weights:
             lines.append(f"note: {', '.join(self.demo_weights)} ran with DEMO weights (small configurations trained "
@@ -116,7 +123,9 @@ def _join(items: list) -> list:
     return joined
 
 
-def table1_caption(table: Table1, demo: list[str], no_paper: str = "") -> Caption:
+def table1_caption(table: Table1, demo: list[str], no_paper: str = "", protocol: str = "") -> Caption:
+    """Table 1's caption (HTML and LaTeX); `protocol`: the sentence of `reports.protocols.protocol_sentence`
+    (which inference protocol the methods ran under), after the conventions."""
     n = len(table.methods)
     dependent = [m for m in table.metrics if m.convention_dependent]
     official = [m for m in table.metrics if not m.convention_dependent]
@@ -134,6 +143,8 @@ def table1_caption(table: Table1, demo: list[str], no_paper: str = "") -> Captio
     if lower:
         caption += [" (the lowest for ", *_join(lower), ", the highest otherwise)"]
     caption.append(f" of the {n} methods is in bold and the second underlined.")
+    if protocol:
+        caption.append(f" {protocol}")
     if table.notes:
         caption.append(" Note: " + "; ".join(table.notes) + ".")
     if no_paper:
@@ -254,7 +265,8 @@ def build_report(database: str | Path, output_dir: str | Path, *, run_id: str | 
     for scale in data.scales:
         table = build_table1(data, scale, convention, label)
         comparison = compare_with_paper(data, scale, convention, paper, comparability, table.methods)
-        caption = table1_caption(table, demo, "" if comparison else no_numbers_sentence(paper, scale))
+        caption = table1_caption(table, demo, "" if comparison else no_numbers_sentence(paper, scale),
+                                 protocol_sentence(data, table.methods))
         stem = f"table1_x{scale}"
         files = {"html": f"{stem}.html", "tex": f"{stem}.tex", "standalone": f"{stem}_standalone.tex",
                  "csv": f"{stem}.csv"}
@@ -296,7 +308,7 @@ def build_report(database: str | Path, output_dir: str | Path, *, run_id: str | 
     notices += [{"kind": "", "text": text} for text in warnings]
     common = {"notices": notices, "database": str(data.database), "selection": data.selection,
               "profile": data.profile or data.latest_manifest.get("profile") or "?", "is_index": False,
-              "paper": paper}
+              "paper": paper, "protocol": protocol_sentence(data)}
 
     for entry in tables:
         _write(output / entry["files"]["html"],
@@ -388,7 +400,7 @@ def build_report(database: str | Path, output_dir: str | Path, *, run_id: str | 
         convention_description=CONVENTIONS.get(convention, convention), metric_descriptions=descriptions,
         reference=reference, runs=data.runs, **{**common, "is_index": True}), written)
     return ReportResult(output, index, written, warnings, demo, paper_summary_lines(comparisons, data.scales, paper),
-                        comparisons)
+                        comparisons, protocol_summary_line(data))
 
 
 def write_vs_paper(comparison: PaperComparison, dataset: str, output: Path, written: list[Path]) -> dict:

@@ -27,6 +27,7 @@ import numpy as np
 
 from reports.data import ReportData, ReportError
 from reports.paper_reference import load_paper_reference
+from reports.protocols import protocol_sentence
 
 # The paper's Figure 3 selection in its order (from the shipped reference, `reports/reference/paper.toml`);
 # `--methods` chooses others. A report shows those of them in the run's grid that have results
@@ -189,7 +190,7 @@ def render_figure3(data: ReportData, scale: int, scene: str, methods: list[str],
     rows = -(-len(panels) // columns)
     aspect = shape[0] / shape[1]
     panel_height = PANEL_INCHES * aspect + 0.42
-    footer = figure_footer(data, scale, scene, convention)
+    footer = figure_footer(data, scale, scene, convention, methods)
     footer_lines = textwrap.wrap(footer, width=int(columns * PANEL_INCHES * 14))
     footer_inches = 0.18 * len(footer_lines) + 0.15
     figure = Figure(figsize=(columns * PANEL_INCHES, rows * panel_height + footer_inches))
@@ -234,7 +235,8 @@ def render_figure3(data: ReportData, scale: int, scene: str, methods: list[str],
                f"nearest-neighbour repetition), {span}the outputs of {len(methods)} methods with their PSNR on this "
                f"scene ({convention!r} convention){f' and {titles[-1].lower()}' if show_gt else ''}"
                f"{': ' if methods else ''}{', '.join(titles[2:2 + len(methods)])}.{ours} "
-               f"Insets magnify the window at rows {top}-{top + h - 1}, columns {left}-{left + w - 1}.")
+               f"Insets magnify the window at rows {top}-{top + h - 1}, columns {left}-{left + w - 1}. "
+               f"{protocol_sentence(data, methods)}")
     return Figure3(scale, scene, list(methods), png, pdf, crop, psnr, missing, caption, titles)
 
 
@@ -243,9 +245,11 @@ def plain_text(text: str) -> str:
     return text.replace("$", r"\$")
 
 
-def figure_footer(data: ReportData, scale: int, scene: str, convention: str) -> str:
+def figure_footer(data: ReportData, scale: int, scene: str, convention: str, methods: list[str] | None = None) -> str:
+    """The text printed under the panels; `methods`: the figure's (default: every method of the report),
+    whose inference protocol it states (`reports.protocols`)."""
     text = (f"Scene {scene!r}, x{scale}. PSNR convention {convention!r}. Insets: the boxed window magnified. "
-            f"Inputs: LR images enlarged by pixel repetition.")
+            f"Inputs: LR images enlarged by pixel repetition. {protocol_sentence(data, methods)}")
     if data.demo_weights:
         text += (f" DEMO WEIGHTS: {', '.join(data.demo_weights)} ran with small configurations trained briefly "
                  f"on demo photographs, not the authors' weights.")

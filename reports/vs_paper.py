@@ -10,7 +10,9 @@ paper publishes no numbers there.
 Whether the comparison can mean anything is said on every page that shows it: with another data
 set than the paper's, or with demo weights for any method, it compares form only (different data
 and weights), never a reproduction; with the paper's data set and no demo weights it says that the
-paper states no metric convention and which convention our numbers are in.
+paper states no metric convention and which convention our numbers are in. Either way it says that the
+paper states no inference protocol (whole image, or each method's release script with its tiling and
+rounding) and which one ours ran under (`reports.protocols`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import pandas as pd
 from reports.data import CONVENTIONS, ReportData
 from reports.metrics import MetricInfo
 from reports.paper_reference import PaperReference
+from reports.protocols import protocol_clause
 from reports.table1 import table1_means
 
 MISSING = "\u2014"                       # an em dash: no value (not in the paper, or not in this run)
@@ -154,7 +157,8 @@ def recorded_datasets(data: ReportData) -> list[str | None]:
 def judge_comparability(reference: PaperReference, data: ReportData, *, dataset_kind: str | None,
                         dataset_label: str, convention: str) -> Comparability:
     """Comparable when every contributing run used the paper's data set (the manifest's `dataset`,
-    else `dataset_kind`, e.g. the profile's `dataset.kind`) and no method ran with demo weights."""
+    else `dataset_kind`, e.g. the profile's `dataset.kind`) and no method ran with demo weights. The text
+    ends with the inference protocol: the paper states none, ours is that of `reports.protocols`."""
     wanted = reference.dataset.casefold()
     names = [recorded or dataset_kind for recorded in recorded_datasets(data)]
     reasons = []
@@ -163,16 +167,18 @@ def judge_comparability(reference: PaperReference, data: ReportData, *, dataset_
     demo = data.demo_weights
     if demo:
         reasons.append(f"{', '.join(demo)} ran with demo weights, not the authors'")
+    protocol = (f"The paper does not state its inference protocol (each network on the whole image, or "
+                f"each method's release script with its tiling and rounding); ours is {protocol_clause(data)}.")
     if reasons:
         text = (f"The comparison with the paper is only of form, not a reproduction: {'; '.join(reasons)}. "
                 f"With different data and weights, these differences and rank agreements show how the report "
-                f"sets a run beside the paper; they say nothing about whether the paper's numbers hold.")
+                f"sets a run beside the paper; they say nothing about whether the paper's numbers hold. {protocol}")
         return Comparability(False, tuple(reasons), text)
     description = CONVENTIONS.get(convention, convention)
     text = (f"This run used {reference.dataset} and no demo weights. The paper's metric convention is unstated "
             f"({reference.convention}); our PSNR and SSIM here are in convention '{convention}' ({description}), "
             f"MEF-SSIM is the official implementation's. The paper states no split or image size either, so "
-            f"differences may come from the protocol as well as from the methods.")
+            f"differences may come from the protocol as well as from the methods. {protocol}")
     return Comparability(True, (), text)
 
 

@@ -43,7 +43,8 @@ import pytest
 import torch
 from torch import nn
 
-from baselines.sr.rcan import RCAN, RCANNet, apply_in_tiles, chop_forward
+from baselines.sr.chop import chop_forward
+from baselines.sr.rcan import CHOP_MIN_SIZE, CHOP_SHAVE, RCAN, RCANNet, apply_in_tiles
 from cfanet.checkpoint import CheckpointError, CheckpointMismatchError
 from cfanet.images import quantize_tensor
 from cfanet.tiling import tiled_apply
@@ -282,22 +283,30 @@ def test_chop_matches_official_geometry():
         return t.repeat_interleave(3, -2).repeat_interleave(3, -1) * 2
 
     x = torch.rand(1, 3, 45, 38)
-    assert torch.equal(chop_forward(upsample, x, 3), upsample(x))
+    assert torch.equal(chop_forward(upsample, x, 3, CHOP_SHAVE, CHOP_MIN_SIZE), upsample(x))
     assert calls[:4] == [(32, 29)] * 4
     calls.clear()
-    assert torch.equal(chop_forward(upsample, x, 3, min_size=700), upsample(x))  # 32x29 chopped, 26x24 not
+    assert torch.equal(chop_forward(upsample, x, 3, CHOP_SHAVE, 700), upsample(x))  # 32x29 chopped, 26x24 not
     assert len(calls) == 4 * 4 + 1
     calls.clear()
-    chop_forward(upsample, torch.rand(1, 3, 15, 40), 3)
+    assert torch.equal(chop_forward(upsample, x, 3, CHOP_SHAVE, CHOP_MIN_SIZE, group=2), upsample(x))
+    assert calls[:2] == [(32, 29)] * 2   # SRFBN's pairs: two calls of two quarters each (then the whole)
+    calls.clear()
+    chop_forward(upsample, torch.rand(1, 3, 15, 40), 3, CHOP_SHAVE, CHOP_MIN_SIZE)
     assert calls == [(15, 40)]
 
 
 def test_chop_changes_the_result_only_through_channel_attention():
     x = scene(40, 44)
     plain = RCAN.create(2, "small", seed=0)
-    chopped = RCAN(plain.network, 2, chop=True)
-    difference = (chopped.upscale(x) - plain.upscale(x)).abs().max().item()
-    assert 0 < difference < 0.05
+    with torch.no_grad():
+        whole = plain.network(x * 255)
+        chopped = chop_forward(plain.network, x * 255, 2, CHOP_SHAVE, CHOP_MIN_SIZE)
+    difference = ((chopped - whole).abs() / 255).max().item()
+    assert 1e-4 < difference < 0.05
+    # the official protocol is the release script's --chop, then `utility.quantize` (half to even)
+    official = RCAN(plain.network, 2, protocol="official").upscale(x)
+    assert torch.equal(torch.round(official * 255), torch.round(chopped.clamp(0, 255)))
 
 
 def test_bf16_autocast_runs_close_to_fp32():
@@ -323,7 +332,9 @@ def official_code():
 
 
 def test_matches_official_code(official_code):
-    """The official `Model` (with and without `--chop`) and ours, same weights (small configuration)."""
+    """The official `Model` (with and without `--chop`) and ours, same weights (small configuration):
+    without chop against our exact protocol in float; with chop, quantised by `utility.quantize`,
+    against our official protocol bit for bit."""
     x = scene(24, 22)
     for scale in (2, 4):
         ours = RCAN.create(scale, "small", seed=0)
@@ -336,10 +347,15 @@ def test_matches_official_code(official_code):
             nn.Module.load_state_dict(reference.model, ours.network.state_dict(), strict=True)
             with torch.no_grad():
                 expected = reference(x * 255, 0)
-                got = RCAN(ours.network, scale, chop=chop).forward_protocol(x)
+            levels = official_code.utility.quantize(expected, 255)
+            if chop:
+                got = RCAN(ours.network, scale, protocol="official").upscale(x)
+                assert torch.equal(torch.round(got * 255), levels)
+                continue
+            with torch.no_grad():
+                got = ours.forward_protocol(x)
             assert (got - expected / 255).abs().max() <= 1e-4
-            quantised = official_code.utility.quantize(expected, 255) / 255
-            assert (quantised - quantize_tensor(got.clamp(0, 1))).abs().max() <= 1 / 255 + 1e-6
+            assert (levels / 255 - quantize_tensor(got.clamp(0, 1))).abs().max() <= 1 / 255 + 1e-6
 
 if __name__ == "__main__":
     if sys.argv[1:] != ["--regen"]:

@@ -46,8 +46,11 @@ Differences from the official module, none of which changes the fp32 outputs:
 Inference protocol of the official `test.py` (see `CFNet`): images read by OpenCV as BGR uint8,
 `ToTensor` + `Normalize(0.5, 0.5)` to [-1, 1]; the fused image is
 `0.5 * sr_over[-1] + 0.5 * sr_under[-1]` on [0, 255], written with `astype(np.uint8)`, i.e.
-truncated, not rounded (`output_mode="official_truncate"` reproduces that; our default rounds
-to the nearest 8-bit level, half up, like every other method's output).
+truncated, not rounded. Protocols (`cfanet.protocols`): "exact" (default) rounds to the nearest
+8-bit level, half up, like every other method's output (tiling allowed); "official" is `test.py`
+bit for bit: the whole image, one pair per forward pass, fp32, the truncating cast
+(`output_mode="official_truncate"`): about half the values one level below "exact". The paper's
+CF-Net sample and numbers were made with `test.py`, so with the official protocol.
 """
 
 from __future__ import annotations
@@ -77,6 +80,7 @@ from cfanet.feedback import (  # noqa: F401
     reconstruct,
 )
 from cfanet.methods import register_method
+from cfanet.protocols import EXACT, OFFICIAL, one_at_a_time
 from cfanet.tiling import tiled_apply
 
 # -- network ----------------------------------------------------------------------------------------
@@ -191,6 +195,8 @@ class CFNet(DeepMethod):
     Runtime options: `device`; `tile` (LR pixels per tile side; 0 = whole image on CPU and chosen
     from free memory on CUDA; -1 = never tile) and `tile_overlap` (the pair is tiled together).
     The official code is fp32; the harness may autocast it (`autocast_dtypes`: PSNR moves < 0.05 dB).
+    `protocol`: "exact" (`output_mode` "round" by default) or "official" (`test.py`: the whole
+    image, one pair at a time, fp32, `output_mode` "official_truncate", the only mode it allows).
     """
 
     name: ClassVar[str] = "CF-Net"
@@ -203,6 +209,7 @@ class CFNet(DeepMethod):
         "small": {"num_features": 16, "num_groups": 3, "num_cfbs": 2},
     }
     output_modes: ClassVar[tuple[str, ...]] = ("round", "official_truncate", "float")
+    protocols: ClassVar[tuple[str, ...]] = (EXACT, OFFICIAL)
     # Peak memory of an fp32 no-grad official forward per LR pixel (of the pair), for the
     # automatic tile size on CUDA: the growth of the peak RSS between 32x32 and 64x64 inputs, each
     # in a fresh CPU process: x4 92 kB, x2 32 kB. The x4 figure, rounded up, for both.
@@ -214,15 +221,21 @@ class CFNet(DeepMethod):
     default_tile_overlap: ClassVar[int] = 32
 
     def __init__(self, network: CoupledFeedbackNetwork, scale: int, *, device: str | torch.device = "cpu",
-                 output_mode: str = "round", tile: int = 0, tile_overlap: int | None = None,
-                 precision: str = "fp32", channels_last: bool = False, weights: str = "random init"):
+                 output_mode: str | None = None, tile: int = 0, tile_overlap: int | None = None,
+                 precision: str = "fp32", channels_last: bool = False, protocol: str = EXACT,
+                 weights: str = "random init"):
+        if output_mode is None:
+            output_mode = "official_truncate" if protocol == OFFICIAL else "round"
+        if protocol == OFFICIAL and output_mode != "official_truncate":
+            raise ValueError(f"{self.name}: the official protocol writes test.py's truncated 8 bits "
+                             f"(output_mode 'official_truncate'), got output_mode {output_mode!r}")
         if output_mode not in self.output_modes:
             raise ValueError(f"{self.name}: output_mode must be one of {', '.join(self.output_modes)}, "
                              f"got {output_mode!r}")
         if scale != network.scale:
             raise ValueError(f"{self.name}: scale {scale} does not match the network's x{network.scale}")
         self._setup(network, device=device, tile=tile, tile_overlap=tile_overlap, precision=precision,
-                    channels_last=channels_last)
+                    channels_last=channels_last, protocol=protocol)
         self.scale, self.output_mode, self.weights = scale, output_mode, weights
 
     # -- construction -----------------------------------------------------------------------------
@@ -329,8 +342,11 @@ class CFNet(DeepMethod):
         was_training = self.network.training
         self.network.eval()
         try:
-            fused = tiled_apply(lambda x: self.fused_255(x[:, :3], x[:, 3:]), pair, self.scale,
-                                self._tile_size(pair), self.tile_overlap)
+            if self.protocol == OFFICIAL:
+                fused = one_at_a_time(lambda x: self.fused_255(x[:, :3], x[:, 3:]), pair)
+            else:
+                fused = tiled_apply(lambda x: self.fused_255(x[:, :3], x[:, 3:]), pair, self.scale,
+                                    self._tile_size(pair), self.tile_overlap)
         finally:
             self.network.train(was_training)
         if self.output_mode == "round":

@@ -692,9 +692,14 @@ def _fuse_8bit(over: torch.Tensor, under: torch.Tensor, config: FastSpdMefConfig
 
 @register_method("mef", deep=False, paper_order=2)
 class FastSpdMef:
-    """Fast SPD-MEF behind the MEF harness convention: `fuse(over, under)` on float32 RGB [0, 1]."""
+    """Fast SPD-MEF behind the MEF harness convention: `fuse(over, under)` on float32 RGB [0, 1].
+
+    Protocols (`cfanet.protocols`): its output is the authors' MATLAB code's bit for bit (MEFB's
+    published images), so "exact" and "official" are the same computation.
+    """
 
     name: ClassVar[str] = METHOD
+    protocols = ("exact", "official")
 
     def __init__(self, config: FastSpdMefConfig = OFFICIAL):
         self.config = config

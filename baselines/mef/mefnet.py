@@ -62,6 +62,17 @@ on 15 of the 16 scenes of ../shared/data/mefb, and to 47.5 dB on Sky, whose MEFB
 from other (apparently JPEG-coded) versions of the inputs (tests/test_mefnet.py has the table and the
 evidence).
 
+Protocols (`cfanet.protocols`):
+
+- "exact" (default): the clamped float32 result, rounded half up by the harness. MEFB's published
+  MEF-Net images follow rounding (tests/test_mefnet.py), so this is the protocol that reproduces
+  them;
+- "official": the release test code bit for bit: one sequence per forward pass and
+  `_save_image` through torchvision 0.2.1's `save_image` (`mul(255).clamp(0, 255).byte()`), which
+  truncates: about half the values one level below "exact". An image whose both sides exceed 2048
+  is refused (the script would shrink it and return the fused image at the reduced size, which
+  the harness cannot score against the full-size reference).
+
 `MEFNetLoss` is MEF-Net's training objective: the official `mefssim.MEF_MSSSIM` with `is_lum=True`.
 Despite its name it is not the MEF-SSIM index of Ma et al. 2015 (cfanet.metrics.mef_ssim, the
 metric MEFB and the papers report); reference/algorithms.md section 2.4 lists the differences.
@@ -84,6 +95,7 @@ from torch import nn
 from baselines.mef.base import check_pair
 from cfanet.adapter import DeepMethod
 from cfanet.methods import register_method
+from cfanet.protocols import EXACT, OFFICIAL, as_unit, levels_truncated
 from cfanet.checkpoint import check_state_dict, read_checkpoint, unwrap_state_dict
 
 METHOD = "MEF-Net"
@@ -395,13 +407,14 @@ class MEFNet(DeepMethod):
     """MEF-Net behind the harness convention: `fuse(over, under)` on float32 RGB (N, 3, H, W) in [0, 1].
 
     Runtime options: `device` ("cpu", "cuda", ...), `low_size` (shorter side of the LR input,
-    official 128). The network runs in fp32 (it is tiny; the full-resolution work is the guided
+    official 128), `protocol` ("exact" or "official", see the module docstring). The network runs in fp32 (it is tiny; the full-resolution work is the guided
     filter's upsampling and the weighted sums).
     """
 
     name: ClassVar[str] = METHOD
     # Inference stays fp32: under autocast PSNR moves by up to 3.7 dB (bf16) / 0.2 dB (fp16) on the demo scenes (tests/test_autocast.py).
     autocast_dtypes: ClassVar[tuple[str, ...]] = ()
+    protocols: ClassVar[tuple[str, ...]] = (EXACT, OFFICIAL)
     # Official: `E2EMEF()` defaults (`build_lr_net(layer=5, width=24)`, `FastGuidedFilter(1, 1e-4)`).
     # Small: the same code path with 8 channels, for the demo profile.
     configs: ClassVar[Mapping[str, Mapping]] = {
@@ -410,10 +423,10 @@ class MEFNet(DeepMethod):
     }
 
     def __init__(self, network: MEFNetwork, *, device: str | torch.device = "cpu", low_size: int = LOW_SIZE,
-                 weights: str = "random init"):
+                 protocol: str = EXACT, weights: str = "random init"):
         if not isinstance(low_size, int) or low_size < 2 * network.gf.r + 2:
             raise ValueError(f"{METHOD}: low_size must be an int > {2 * network.gf.r + 1}, got {low_size!r}")
-        self._setup(network, device=device, tile=-1)
+        self._setup(network, device=device, tile=-1, protocol=protocol)
         self.low_size, self.weights = low_size, weights
 
     @classmethod
@@ -470,17 +483,32 @@ class MEFNet(DeepMethod):
         """Fuse N sequences of K exposures (N, K, 3, H, W), float RGB [0, 1] -> (N, 3, H, W) float32 RGB
         in [0, 1] on the input's device (and the normalised Y weights (N, K, H, W) if asked)."""
         self._check_sequence(exposures)
+        if min(exposures.shape[-2:]) > OFFICIAL_TEST_LIMIT and self.protocol == OFFICIAL:
+            raise ValueError(f"{METHOD}: the official protocol cannot fuse this {exposures.shape[-2]}x"
+                             f"{exposures.shape[-1]} input: the release test code shrinks images whose both sides "
+                             f"exceed {OFFICIAL_TEST_LIMIT} and returns a smaller fused image; use the exact protocol")
         if min(exposures.shape[-2:]) > OFFICIAL_TEST_LIMIT:
             warnings.warn(f"{METHOD}: the official test code would shrink this {exposures.shape[-2]}x"
                           f"{exposures.shape[-1]} input to a shorter side of {OFFICIAL_TEST_LIMIT}; fusing at "
                           f"full resolution instead", UserWarning, stacklevel=2)
         x = exposures.to(self.device, torch.float32)
+        if self.protocol == OFFICIAL:
+            # the release code fuses one sequence per forward pass
+            fused = [self._fused_rgb_and_weights(x[i:i + 1].contiguous()) for i in range(x.shape[0])]
+            rgb = as_unit(levels_truncated(torch.cat([f[0] for f in fused])))
+            weights = torch.cat([f[1] for f in fused])
+        else:
+            rgb, weights = self._fused_rgb_and_weights(x)
+        rgb = rgb.to(exposures.device)
+        return (rgb, weights.to(exposures.device)) if return_weights else rgb
+
+    def _fused_rgb_and_weights(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The fused RGB clamped to [0, 1] and the normalised Y weights of sequences (N, K, 3, H, W)."""
         ycbcr = rgb_to_ycbcr(x)                                               # (N, K, 3, H, W)
         y_lr = rgb_to_ycbcr(official_low_resolution(x, self.low_size))[:, :, 0]
         fused_y, weights = self.network(y_lr, ycbcr[:, :, 0])
         fused = torch.cat((fused_y, fuse_chroma(ycbcr[:, :, 1]), fuse_chroma(ycbcr[:, :, 2])), dim=1)
-        rgb = ycbcr_to_rgb(fused).clamp_(0, 1).to(exposures.device)
-        return (rgb, weights.to(exposures.device)) if return_weights else rgb
+        return ycbcr_to_rgb(fused).clamp_(0, 1), weights
 
     def fuse(self, over: torch.Tensor, under: torch.Tensor) -> torch.Tensor:
         """Fuse an exposure pair: float32 RGB (N, 3, H, W) in [0, 1] each -> (N, 3, H, W) in [0, 1]."""

@@ -586,9 +586,14 @@ def fuse(over: torch.Tensor, under: torch.Tensor, config: MgffConfig = MgffConfi
 
 @register_method("mef", deep=False, paper_order=1)
 class MGFF:
-    """Registry entry: `MGFF(config).fuse(over, under)` with the boundary convention of `fuse`."""
+    """Registry entry: `MGFF(config).fuse(over, under)` with the boundary convention of `fuse`.
+
+    Protocols (`cfanet.protocols`): its output is the authors' MATLAB code's bit for bit (MEFB's
+    published images), so "exact" and "official" are the same computation.
+    """
 
     name = METHOD
+    protocols = ("exact", "official")
 
     def __init__(self, config: MgffConfig = MgffConfig()):
         if not isinstance(config, MgffConfig):

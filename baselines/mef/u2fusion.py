@@ -361,8 +361,11 @@ class U2FusionProtocol:
 class U2Fusion(DeepMethod):
     """U2Fusion behind the harness convention: `fuse(over, under)` on float32 RGB (N, 3, H, W) in [0, 1].
 
-    Runtime options: `device` ("cpu" or "cuda"); `first`, `luma` and `y_scaling` (`U2FusionProtocol`);
-    `tile` (input pixels per tile side for the network; 0 = whole image) and `tile_overlap`.
+    Runtime options: `device` ("cpu" or "cuda"); `first`, `luma` and `y_scaling` (`U2FusionProtocol`,
+    kept as `chain`); `tile` (input pixels per tile side for the network; 0 = whole image) and
+    `tile_overlap`; `protocol` (`cfanet.protocols`): "exact" and "official" compute the same
+    chain (the official one: MEFB's published U2Fusion images are its output), except that
+    "official" never tiles, as the release script does not.
     """
 
     name: ClassVar[str] = METHOD
@@ -375,17 +378,18 @@ class U2Fusion(DeepMethod):
         "small": {"features": 8, "dense_layers": 3, "decoder_channels": (16, 8)},
     }
     default_tile_overlap: ClassVar[int] = 24   # > 2 x the receptive radius (10): tiled == untiled
+    protocols: ClassVar[tuple[str, ...]] = ("exact", "official")
 
     def __init__(self, network: U2FusionNet, *, device: str | torch.device = "cpu", first: str = "under",
                  luma: str = "ntsc", y_scaling: str = "minmax", tile: int = 0, tile_overlap: int | None = None,
-                 weights: str = "random init"):
-        self.protocol = U2FusionProtocol(first=first, luma=luma, y_scaling=y_scaling)
-        self._setup(network, device=device, tile=tile, tile_overlap=tile_overlap)
+                 protocol: str = "exact", weights: str = "random init"):
+        self.chain = U2FusionProtocol(first=first, luma=luma, y_scaling=y_scaling)
+        self._setup(network, device=device, tile=tile, tile_overlap=tile_overlap, protocol=protocol)
         self.weights = weights
 
     def __repr__(self) -> str:
-        return (f"U2Fusion(weights={self.weights!r}, first={self.protocol.first!r}, luma={self.protocol.luma!r}, "
-                f"y_scaling={self.protocol.y_scaling!r}, device={str(self.device)!r})")
+        return (f"U2Fusion(weights={self.weights!r}, first={self.chain.first!r}, luma={self.chain.luma!r}, "
+                f"y_scaling={self.chain.y_scaling!r}, device={str(self.device)!r})")
 
     # -- construction -----------------------------------------------------------------------------
 
@@ -444,12 +448,12 @@ class U2Fusion(DeepMethod):
     def _luma(self, levels: torch.Tensor) -> torch.Tensor:
         """Y of `imread(...) / 255.0` (float64) fed as float32, (N, 1, H, W)."""
         rgb = levels / 255.0
-        wr, wg, wb = LUMA_WEIGHTS[self.protocol.luma]
+        wr, wg, wb = LUMA_WEIGHTS[self.chain.luma]
         return (wr * rgb[:, 0:1] + wg * rgb[:, 1:2] + wb * rgb[:, 2:3]).float()
 
     def _sources(self, over8: torch.Tensor, under8: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         over_y, under_y = self._luma(over8), self._luma(under8)
-        return (under_y, over_y) if self.protocol.first == "under" else (over_y, under_y)
+        return (under_y, over_y) if self.chain.first == "under" else (over_y, under_y)
 
     def network_inputs(self, over: torch.Tensor, under: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(SOURCE1, SOURCE2): the float32 (N, 1, H, W) Y images the network is fed, in protocol
@@ -480,7 +484,7 @@ class U2Fusion(DeepMethod):
         fused_y = self._network_y(*self._sources(over8, under8))
         out = []
         for i in range(over.shape[0]):
-            y8 = scale_luma(fused_y[i, 0], self.protocol.y_scaling).double()
+            y8 = scale_luma(fused_y[i, 0], self.chain.y_scaling).double()
             # fusedY2RGB.m reads the under-exposure as image 1 (folder 'ue') and the over as image 2.
             cb_u, cr_u = matlab_chroma_uint8(under8[i])
             cb_o, cr_o = matlab_chroma_uint8(over8[i])

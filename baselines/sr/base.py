@@ -5,7 +5,10 @@ A model file defines the network with the official parameter names, its configur
 inference protocol in `forward_protocol` (value range, mean shift, padding, colour order). This
 base class adds what is common: checkpoint loading with strict checks (the scale inferred from
 the weights where the file says it), the harness boundary (float32 RGB [0, 1] in and out),
-tiling, self-ensemble, device placement, precision and the parameter count.
+tiling, self-ensemble, device placement, precision and the parameter count, and the official
+protocol's frame (`cfanet.protocols`): a model that lists "official" in `protocols` runs
+`forward_official` (its release script's forward: chopping, tiling) one image at a time and
+quantises the result as the script does (half to even, on its `native_range`).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from torch import nn
 from cfanet.adapter import DeepMethod
 from cfanet.checkpoint import CheckpointError, check_state_dict, read_checkpoint, unwrap_state_dict
 from cfanet.ensemble import self_ensemble
+from cfanet.protocols import OFFICIAL, as_unit, levels_half_even, one_at_a_time
 from cfanet.tiling import tiled_apply
 
 
@@ -29,7 +33,8 @@ class SuperResolver(DeepMethod, abc.ABC):
 
     Runtime options: `device`; `tile` (input pixels per tile side; 0 = whole image on CPU and
     chosen from free memory on CUDA; -1 = never tile); `tile_overlap`; `self_ensemble` (x8);
-    `precision` ("fp32", or "bf16"/"fp16" autocast for models that list it in `autocast_dtypes`).
+    `precision` ("fp32", or "bf16"/"fp16" autocast for models that list it in `autocast_dtypes`);
+    `protocol` ("exact", or "official" for models that list it in `protocols`).
     """
 
     name: ClassVar[str]
@@ -46,12 +51,18 @@ class SuperResolver(DeepMethod, abc.ABC):
     default_tile_overlap: ClassVar[int] = 16
     # Buffers that official checkpoints may lack or carry but that the computation derives itself.
     ignored_keys: ClassVar[tuple[str, ...]] = ()
+    # The value range of the network's input and output in the release script (RCAN and SRFBN work
+    # on [0, 255]): the official protocol quantises there, as the script does.
+    native_range: ClassVar[float] = 1.0
 
     def __init__(self, network: nn.Module, scale: int, *, device: str | torch.device = "cpu", tile: int = 0,
                  tile_overlap: int | None = None, self_ensemble: bool = False, precision: str = "fp32",
-                 channels_last: bool = False, weights: str = "random init"):
+                 channels_last: bool = False, protocol: str = "exact", weights: str = "random init"):
+        if protocol == OFFICIAL and self_ensemble:
+            raise ValueError(f"{self.name}: the official protocol is the release script's plain test, without "
+                             f"self-ensemble")
         self._setup(network, device=device, tile=tile, tile_overlap=tile_overlap, precision=precision,
-                    channels_last=channels_last)
+                    channels_last=channels_last, protocol=protocol)
         self.scale, self.use_self_ensemble, self.weights = scale, self_ensemble, weights
 
     # -- construction -----------------------------------------------------------------------------
@@ -98,14 +109,26 @@ class SuperResolver(DeepMethod, abc.ABC):
         """The official inference protocol on one batch: RGB [0, 1] (N, 3, H, W) on the model's
         device -> RGB on the [0, 1] scale (N, 3, scale*H, scale*W), before clamping."""
 
+    def forward_official(self, lr: torch.Tensor) -> torch.Tensor:
+        """The release script's forward on one image: RGB [0, 1] (1, 3, H, W) -> its output on
+        `native_range` before quantisation. By default `forward_protocol` (whose tiling the
+        official protocol switches off), for models whose script works on [0, 1]; the others override."""
+        return self.forward_protocol(lr)
+
     @torch.no_grad()
     def upscale(self, lr: torch.Tensor) -> torch.Tensor:
         """float32 RGB (N, 3, H, W) in [0, 1] -> float32 RGB (N, 3, scale*H, scale*W) in [0, 1],
-        on `lr`'s device. Tiling and self-ensemble as configured."""
+        on `lr`'s device. Tiling and self-ensemble as configured; under the official protocol the
+        release script's forward, one image at a time, and its 8-bit levels / 255."""
         if not isinstance(lr, torch.Tensor) or lr.dim() != 4 or lr.shape[1] != 3 or not lr.is_floating_point():
             shape = tuple(lr.shape) if isinstance(lr, torch.Tensor) else type(lr).__name__
             raise ValueError(f"{self.name}: expected a float RGB tensor (N, 3, H, W) in [0, 1], got {shape}")
         x = lr.to(self.device, torch.float32)
+        if self.protocol == OFFICIAL:
+            def official(image: torch.Tensor) -> torch.Tensor:
+                return levels_half_even(self.forward_official(image).float(), self.native_range)
+
+            return as_unit(one_at_a_time(official, x)).to(lr.device)
         tile = 0 if self.tiles_features else self._tile_size(x)
 
         def run(batch: torch.Tensor) -> torch.Tensor:

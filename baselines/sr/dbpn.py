@@ -25,7 +25,14 @@ of the later TPAMI extension, DBPN-RES, whose models eval.py loads as "DBPN-RES-
 released DBPN_x*.pth files themselves are not in the stored mirror, so this reading of the
 default is not checked against their outputs; should they turn out to be residual-trained, the
 bicubic term would have to be PIL's, as `rescale_img` in `dataset.py`.) `eval.py`'s `chop_forward` (quarters with an 8-pixel margin) and
-`x8_forward` (self-ensemble) are optional; the adapter's tiling and self-ensemble stand in for them.
+`x8_forward` (self-ensemble) are optional, off by default; the adapter's tiling and self-ensemble
+stand in for them.
+
+Protocols (`cfanet.protocols`): "exact" (default) is the network on the whole image (or tiled), its
+float output rounded half up by the harness; "official" is `eval.py` with its defaults bit for bit:
+the whole image, one image per forward pass, and `save_img`'s float32 `x * 255` converted to 8 bits
+by OpenCV (round half to even). The two differ only on exact .5 ties. The released result
+images are the official protocol's.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ from torch import nn
 
 from baselines.sr.base import SuperResolver
 from cfanet.methods import register_method
+from cfanet.protocols import EXACT, OFFICIAL
 
 # Projection kernel, stride and padding per scale (official `Net.__init__`). Every projection
 # maps H -> scale * H (deconvolution) or scale * H -> H (convolution) exactly, for any H.
@@ -171,6 +179,7 @@ class DBPN(SuperResolver):
     """D-DBPN behind the harness convention; the official protocol is the network on RGB [0, 1]."""
 
     name: ClassVar[str] = "DBPN"
+    protocols: ClassVar[tuple[str, ...]] = (EXACT, OFFICIAL)
     configs: ClassVar[Mapping[str, Mapping]] = {
         "official": {"base_filter": 64, "feat": 256, "num_stages": 7},  # eval.py, model_type "DBPN"
         "small": {"base_filter": 16, "feat": 32, "num_stages": 3},

@@ -42,9 +42,13 @@ shared `cfanet.ensemble.self_ensemble` does.
 The release scripts (`TestRCAN_scripts.sh`) also pass `--chop`: `forward_chop` splits the image
 into four quarters overlapping by `shave` = 10 pixels (recursively, until a quarter has fewer than
 160,000 pixels) and runs the network on each. Because of the global average pooling, each quarter
-gets its own attention statistics, so chopping changes the result (not only at the seams). It is a
-memory device of the test code, not part of the model: by default we run the whole image; `chop=True`
-reproduces `forward_chop` exactly, for comparison with the released result images.
+gets its own attention statistics, so chopping changes the result (not only at the seams: up to
+0.30 on [0, 1] at x2 with random weights). It is a memory device of the test code, not part of the
+model. Protocols (`cfanet.protocols`): "exact" (default) runs the whole image and leaves the
+rounding to the harness (half up); "official" is the release script bit for bit: `forward_chop`
+(`baselines.sr.chop`), one image per forward pass, `utility.quantize` (half to even). The
+released result images (`RCAN_TestCode/SR/BI/RCAN/...`) are the official protocol's; the paper's
+RCAN numbers do not say which was used.
 
 Tiling. The shared image tiling (`cfanet.tiling.tiled_apply`) cannot reproduce an untiled RCAN,
 however large the overlap: every tile would pool its own channel statistics (the tests measure the
@@ -70,7 +74,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from baselines.sr.base import SuperResolver
+from baselines.sr.chop import chop_forward
 from cfanet.methods import register_method
+from cfanet.protocols import EXACT, OFFICIAL
 
 # DIV2K RGB mean (`rgb_mean` in the official `RCAN.__init__`, `data_train` DIV2K), std 1.
 DIV2K_RGB_MEAN = (0.4488, 0.4371, 0.4040)
@@ -251,48 +257,21 @@ class RCANNet(nn.Module):
             return self.add_mean(out.float())
 
 
-def chop_forward(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, scale: int,
-                 shave: int = CHOP_SHAVE, min_size: int = CHOP_MIN_SIZE) -> torch.Tensor:
-    """The official test code's `Model.forward_chop`: `fn` on four quarters of `x` that overlap by
-    `shave` pixels (each quarter chopped again while it has `min_size` pixels or more), stitched
-    at the middle. The official code fails on sides shorter than about `2 * shave`; we run such
-    inputs whole."""
-    height, width = x.shape[-2:]
-    h_half, w_half = height // 2, width // 2
-    h_size, w_size = h_half + shave, w_half + shave
-    if h_size > height or w_size > width:
-        return fn(x)
-    quarters = [x[..., :h_size, :w_size], x[..., :h_size, width - w_size:],
-                x[..., height - h_size:, :w_size], x[..., height - h_size:, width - w_size:]]
-    if h_size * w_size < min_size:
-        outs = [fn(quarter) for quarter in quarters]
-    else:
-        outs = [chop_forward(fn, quarter, scale, shave, min_size) for quarter in quarters]
-    # Output pixels: each quarter fills its own quadrant; the lower and right quarters start
-    # `height - h_size` rows and `width - w_size` columns into the image.
-    top, left = scale * (height - h_size), scale * (width - w_size)
-    rows, cols = scale * h_half, scale * w_half
-    out = outs[0].new_empty(*outs[0].shape[:-2], scale * height, scale * width)
-    out[..., :rows, :cols] = outs[0][..., :rows, :cols]
-    out[..., :rows, cols:] = outs[1][..., :rows, cols - left:]
-    out[..., rows:, :cols] = outs[2][..., rows - top:, :cols]
-    out[..., rows:, cols:] = outs[3][..., rows - top:, cols - left:]
-    return out
-
-
 # -- adapter ----------------------------------------------------------------------------------------
 
 @register_method("sr", tiles=True, tile_tolerance=1e-5, paper_order=2)
 class RCAN(SuperResolver):
     """RCAN behind the harness convention (float32 RGB [0, 1] in and out).
 
-    Runtime options besides the shared ones: `chop` (the official `--chop`, see the module
-    docstring). `tile` tiles the features exactly (see the module docstring); `tile_overlap` is
-    not used.
+    `tile` tiles the features exactly (see the module docstring); `tile_overlap` is not used.
+    Protocols: "exact" (the whole image, or exact feature tiles) and "official" (the release
+    script's `--chop` quarters and `utility.quantize`; see the module docstring).
     """
 
     name = "RCAN"
     tiles_features = True
+    protocols = (EXACT, OFFICIAL)
+    native_range = RGB_RANGE
     # Official: `TestRCAN_scripts.sh` (`--n_resgroups 10 --n_resblocks 20 --n_feats 64`, reduction
     # 16 by default); x4 differs only by the scale. Small: the same code path, for the demo profile.
     configs: ClassVar[Mapping[str, Mapping]] = {
@@ -305,10 +284,6 @@ class RCAN(SuperResolver):
     # 3-4 KB). It is also the cost of a feature tile's pixel (the upsampler dominates); the
     # full-resolution maps that feature tiling keeps (1 KB per input pixel) are not included.
     bytes_per_input_pixel = 12_000.0
-
-    def __init__(self, network: nn.Module, scale: int, *, chop: bool = False, **runtime):
-        super().__init__(network, scale, **runtime)
-        self.chop = chop
 
     @classmethod
     def build_network(cls, scale: int, **config) -> RCANNet:
@@ -334,6 +309,8 @@ class RCAN(SuperResolver):
         def network(x: torch.Tensor) -> torch.Tensor:
             return self.network(x, tile=tile)
 
-        x = lr * RGB_RANGE
-        out = chop_forward(network, x, self.scale) if self.chop else network(x)
-        return out / RGB_RANGE
+        return network(lr * RGB_RANGE) / RGB_RANGE
+
+    def forward_official(self, lr: torch.Tensor) -> torch.Tensor:
+        """`TestRCAN_scripts.sh`: `--chop` (`Model.forward_chop`, one quarter at a time) on [0, 255]."""
+        return chop_forward(self.network, lr * RGB_RANGE, self.scale, CHOP_SHAVE, CHOP_MIN_SIZE)

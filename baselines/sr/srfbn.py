@@ -28,14 +28,18 @@ Inference protocol of the official `test.py` / `solvers/SRSolver.py` (options `t
 images read as RGB uint8 and fed as float on the [0, 255] scale (`rgb_range` 255), the DIV2K mean
 is subtracted and re-added by the `MeanShift` 1x1 convolutions inside the network, the last step's
 output is the result, and it is quantised for saving and scoring (`util.quantize`: clamp to
-[0, 255] and `round`). `SRFBN.forward_protocol` multiplies the harness's [0, 1] input by 255 and
-divides the output by 255; it does not quantise (the harness clamps, and quantises when it writes
-or scores an image, rounding half up where `torch.round` rounds half to even: the two differ only
-on exact ties). The official options also set `use_chop` (4 overlapping quarters, `shave` 10, a
-quarter of 100,000 LR pixels or more split again): a memory device, replaced here by the shared
-tiling (`tile`, `tile_overlap`), off by default on CPU; the published numbers therefore come from
-quarters sharing 20 LR pixels, whose effect on the result is of the order measured in the tests'
-tiling table (overlap 16-24).
+[0, 255] and `round`). The official options also set `use_chop`
+(`SRSolver._overlap_crop_forward`: 4 overlapping quarters, `shave` 10, a quarter of 100,000 LR
+pixels or more split again, and, with `n_GPUs = 2` hard-coded, the quarters through the network two
+at a time). Protocols (`cfanet.protocols`):
+
+- "exact" (default): `SRFBN.forward_protocol` multiplies the harness's [0, 1] input by 255 and
+  divides the output by 255 (whole image, or the shared tiling `tile`, `tile_overlap`); the harness
+  clamps and quantises (half up) when it writes or scores an image;
+- "official": the release script bit for bit: the chopped quarters in pairs (`baselines.sr.chop`),
+  one image per forward pass, `util.quantize` (half to even) on [0, 255]. The published result
+  images and numbers come from this protocol (quarters sharing 20 LR pixels: about 2e-7 from the
+  whole image on [0, 1], with random weights, plus the rounding of ties).
 """
 
 from __future__ import annotations
@@ -49,11 +53,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from baselines.sr.base import SuperResolver
+from baselines.sr.chop import chop_forward
 from cfanet.methods import register_method
+from cfanet.protocols import EXACT, OFFICIAL
 
 # DIV2K RGB mean on the [0, 255] scale (`rgb_mean` in the official `SRFBN.__init__`).
 DIV2K_RGB_MEAN = (0.4488, 0.4371, 0.4040)
 RGB_RANGE = 255.0
+# `SRSolver._overlap_crop_forward` defaults (shave, min_size) and its hard-coded `n_GPUs`: quarters
+# go through the network in pairs.
+CHOP_SHAVE, CHOP_MIN_SIZE, CHOP_GROUP = 10, 100_000, 2
 
 # Up/down projection geometry per scale: (kernel_size, stride, padding), as in the official code.
 PROJECTION = {2: (6, 2, 2), 3: (7, 3, 2), 4: (8, 4, 2), 8: (12, 8, 2)}
@@ -216,6 +225,8 @@ class SRFBN(SuperResolver):
     """SRFBN behind the harness convention (float32 RGB [0, 1] in and out)."""
 
     name = "SRFBN"
+    protocols = (EXACT, OFFICIAL)
+    native_range = RGB_RANGE
     # Official: `options/test/test_SRFBN_x{2,4}_BI.json` (x4 differs only by the scale).
     # Small: the same code path with fewer features, steps and groups, for the demo profile.
     configs: ClassVar[Mapping[str, Mapping]] = {
@@ -246,3 +257,11 @@ class SRFBN(SuperResolver):
 
     def forward_protocol(self, lr: torch.Tensor) -> torch.Tensor:
         return self.network(lr * RGB_RANGE, all_steps=False)[-1] / RGB_RANGE
+
+    def forward_official(self, lr: torch.Tensor) -> torch.Tensor:
+        """`test.py` with `use_chop`: `_overlap_crop_forward` (quarters in pairs, the last step's
+        output) on [0, 255]."""
+        def last_step(x: torch.Tensor) -> torch.Tensor:
+            return self.network(x, all_steps=False)[-1]
+
+        return chop_forward(last_step, lr * RGB_RANGE, self.scale, CHOP_SHAVE, CHOP_MIN_SIZE, CHOP_GROUP)

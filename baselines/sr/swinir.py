@@ -45,6 +45,13 @@ origin is on the window grid; tiles are stitched by cropping at the middle of ea
 (`cfanet.tiling.tiled_apply`). Off the grid the error does not shrink with the overlap (2e-2 to 1e-1
 in our measurements); on it, it falls to < 1e-5 at the default overlap of 64 (figures in
 tests/test_sr_swinir.py).
+
+Protocols (`cfanet.protocols`): "exact" (default) is the above, the float output rounded half up
+by the harness; "official" is `main_test_swinir.py` bit for bit: the same padding, the whole image
+unless a tile is configured, and then its `test()` (tiles of the configured side, a multiple of 8,
+overlapping by `--tile_overlap`, default 32, and averaged where they overlap: closer to a tiled
+result than to the whole image's), one image per forward pass, `(x * 255.0).round()` in float32
+(half to even). The released result images are the official protocol's (whole image).
 """
 
 from __future__ import annotations
@@ -59,6 +66,7 @@ from torch import nn
 
 from baselines.sr.base import SuperResolver
 from cfanet.methods import register_method
+from cfanet.protocols import EXACT, PROTOCOLS
 from cfanet.tiling import tiled_apply
 
 # DIV2K RGB mean, subtracted before and added after the network (not part of the state dict).
@@ -373,6 +381,10 @@ class SwinIR(SuperResolver):
     """
 
     name: ClassVar[str] = "SwinIR"
+    protocols: ClassVar[tuple[str, ...]] = PROTOCOLS  # exact and official
+    # `main_test_swinir.py --tile T` is part of the release script: the official protocol tiles
+    # when a tile is configured, as `test()` does (tiles averaged where they overlap).
+    official_tiles: ClassVar[bool] = True
     # The base class would tile the unpadded image with tile origins off the window grid; SwinIR
     # tiles the padded image on the window grid inside `forward_protocol` instead.
     tiles_features: ClassVar[bool] = True
@@ -390,8 +402,13 @@ class SwinIR(SuperResolver):
     # side). The official script's default is 32; with weights whose attention is not near-uniform
     # 32 left 2.6e-3 at the seams and 64 left 8e-6 (see tests/test_sr_swinir.py), hence 64.
     DEFAULT_TILE_OVERLAP: ClassVar[int] = 64
+    # `main_test_swinir.py --tile_overlap` default, for the official protocol.
+    OFFICIAL_TILE_OVERLAP: ClassVar[int] = 32
 
-    def __init__(self, network: nn.Module, scale: int, *, tile_overlap: int = DEFAULT_TILE_OVERLAP, **runtime):
+    def __init__(self, network: nn.Module, scale: int, *, tile_overlap: int | None = None, **runtime):
+        if tile_overlap is None:
+            official = runtime.get("protocol", EXACT) != EXACT
+            tile_overlap = self.OFFICIAL_TILE_OVERLAP if official else self.DEFAULT_TILE_OVERLAP
         super().__init__(network, scale, tile_overlap=tile_overlap, **runtime)
 
     @classmethod
@@ -433,11 +450,52 @@ class SwinIR(SuperResolver):
         height, width = lr.shape[-2:]
         if min(height, width) < 3:
             raise ValueError(f"{self.name}: the official padding needs at least 3x3 input pixels, got {height}x{width}")
-        window = self.network.window_size
+        x = self.pad_to_window(lr, self.network.window_size)
+        tile, overlap = self._window_tiling(lr)
+        out = tiled_apply(self.network, x, self.scale, tile, overlap)
+        return out[..., :height * self.scale, :width * self.scale]
+
+    @staticmethod
+    def pad_to_window(lr: torch.Tensor, window: int) -> torch.Tensor:
+        """`main_test_swinir.py`'s padding: flipped copies to the next multiple of `window` strictly
+        above each side."""
+        height, width = lr.shape[-2:]
         pad_h = (height // window + 1) * window - height
         pad_w = (width // window + 1) * window - width
         x = torch.cat([lr, lr.flip(-2)], -2)[..., :height + pad_h, :]
-        x = torch.cat([x, x.flip(-1)], -1)[..., :width + pad_w]
-        tile, overlap = self._window_tiling(lr)
-        out = tiled_apply(self.network, x, self.scale, tile, overlap)
+        return torch.cat([x, x.flip(-1)], -1)[..., :width + pad_w]
+
+    def averaged_tiles(self, x: torch.Tensor) -> torch.Tensor:
+        """`main_test_swinir.py`'s `test()` with `--tile`: tiles of `min(tile, H, W)` every
+        `tile - tile_overlap` pixels (the last flush with the border), outputs summed and divided by
+        the number of tiles covering each pixel."""
+        height, width = x.shape[-2:]
+        tile = min(self.tile, height, width)
+        window = self.network.window_size
+        if tile % window:
+            raise ValueError(f"{self.name}: the official protocol's tile must be a multiple of the window size "
+                             f"{window} (`main_test_swinir.py` asserts it of min(tile, padded height, width)), "
+                             f"got {tile}")
+        stride = tile - self.tile_overlap
+        if stride <= 0:
+            raise ValueError(f"{self.name}: tile_overlap {self.tile_overlap} must be smaller than the tile {tile}")
+        rows = list(range(0, height - tile, stride)) + [height - tile]
+        cols = list(range(0, width - tile, stride)) + [width - tile]
+        s = self.scale
+        total = x.new_zeros(x.shape[0], x.shape[1], height * s, width * s)
+        count = torch.zeros_like(total)
+        for top in rows:
+            for left in cols:
+                piece = self.network(x[..., top:top + tile, left:left + tile])
+                total[..., top * s:(top + tile) * s, left * s:(left + tile) * s].add_(piece)
+                count[..., top * s:(top + tile) * s, left * s:(left + tile) * s].add_(torch.ones_like(piece))
+        return total.div_(count)
+
+    def forward_official(self, lr: torch.Tensor) -> torch.Tensor:
+        """`main_test_swinir.py`: the padding, `test()` (whole, or averaged tiles with `--tile`), the crop."""
+        height, width = lr.shape[-2:]
+        if min(height, width) < 3:
+            raise ValueError(f"{self.name}: the official padding needs at least 3x3 input pixels, got {height}x{width}")
+        x = self.pad_to_window(lr, self.network.window_size)
+        out = self.averaged_tiles(x) if self.tile > 0 else self.network(x)
         return out[..., :height * self.scale, :width * self.scale]
