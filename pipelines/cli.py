@@ -32,13 +32,15 @@ def _config(args):
 
 def cmd_list(args) -> int:
     from pipelines.catalog import ORDERS, profile_grid
-    from pipelines.registry import check_weights_keys, methods, weights_status
+    from pipelines.registry import check_protocols, check_weights_keys, methods, weights_status
 
     config = _config(args)
     profile = config.profile(args.profile)
     table = methods(config)
     grid = profile_grid(table, profile.grid, config.source, profile.name)
     check_weights_keys(config, profile, table)
+    check_protocols(config, profile, table)
+    protocols = {name: e.protocol_for(profile.runtime.protocol_of(name)) for name, e in table.specs.items()}
     specs = grid.pipelines()
     in_grid = {name for spec in specs for name in spec.components}
     weights = {}
@@ -53,7 +55,8 @@ def cmd_list(args) -> int:
                                 (f"found {s.path}" if s.found else f"MISSING {s.path}")) for s in statuses)
     if args.json:
         print(json.dumps({"profile": profile.name, "pipelines": [spec.describe() for spec in specs],
-                          "methods": {name: {**e.describe(), "weights": weights[name], "in_grid": name in in_grid}
+                          "methods": {name: {**e.describe(), "weights": weights[name], "in_grid": name in in_grid,
+                                             "protocol": protocols[name]}
                                       for name, e in table.specs.items()}}, indent=2))
         return 0
     for order in ORDERS:
@@ -61,11 +64,12 @@ def cmd_list(args) -> int:
         print(f"{order} ({len(group)}):")
         print("  " + "\n  ".join(group))
     print(f"{len(specs)} methods ({len(grid.sr)} SR x {len(grid.mef)} MEF both ways + {len(grid.joint)} joint)")
-    print(f"\nregistered methods and their weights (profile {profile.name}; * = in the grid):")
+    print(f"\nregistered methods, the inference protocol they run under and their weights (profile "
+          f"{profile.name}; * = in the grid):")
     for name, entry in table.specs.items():
         note = entry.note or entry.not_trainable
         source = "" if entry.source == "built-in" else f"  <{entry.source}>"
-        print(f"  {'*' if name in in_grid else ' '} {name:<13}{entry.kind:<6}{weights[name]}{source}"
+        print(f"  {'*' if name in in_grid else ' '} {name:<13}{entry.kind:<6}{protocols[name]:<9}{weights[name]}{source}"
               + (f"  [{note}]" if note else ""))
     return 0
 

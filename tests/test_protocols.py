@@ -127,6 +127,18 @@ def test_command_line_protocols(tmp_path):
         with_protocols(config, None, ["Nope=official"])
 
 
+def test_list_says_which_protocol_each_method_runs_under(tmp_path, capsys):
+    from pipelines.cli import main
+
+    config = tmp_path / "benchmark.toml"
+    config.write_text('[profiles.demo.runtime]\nprotocol = "official"\n[profiles.demo.runtime.protocols]\n'
+                      'SwinIR = "exact"\n')
+    assert main(["--config", str(config), "list", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)["methods"]
+    assert listed["RCAN"]["protocol"] == "official" and listed["SwinIR"]["protocol"] == "exact"
+    assert listed["CFANet"]["protocol"] == "exact" and listed["CFANet"]["protocols"] == ["exact"]
+
+
 # -- cache keys, runs and manifests ------------------------------------------------------------------
 
 def test_the_protocol_is_in_the_stage_key_only_where_it_runs(tmp_path):
