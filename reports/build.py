@@ -9,6 +9,8 @@
     <output>/paper_scatter_x2.png          ours against the paper's values, one panel per metric
     <output>/figure3_x<S>_<scene>.{png,pdf}
     <output>/per_image.{html,csv}          every per-image score (HTML sortable)
+    <output>/viewer.html                   the comparison viewer (`reports.viewer`: viewer_data.js,
+                                           viewer.js, viewer.css, thumbs/)
     <output>/vs_cfanet.{html,csv}          every method against the reference method, CFANet in the paper's
                                           grid (bootstrap CI, Wilcoxon); the file names stay fixed
     <output>/runtime.{html,csv}            seconds per scene and parameter count per method
@@ -42,6 +44,7 @@ from reports.protocols import summary_line as protocol_summary_line
 from reports.render import html_label, render_html, render_tex, tex_escape, tex_label
 from reports.runtime import component_seconds, devices, runtime_table
 from reports.stats import COLUMNS as STATS_COLUMNS
+from reports.viewer import write_viewer
 from reports.stats import N_RESAMPLES, SEED, compare_with_reference
 from reports.table1 import Table1, build_table1
 from reports.vs_paper import (PaperComparison, compare_with_paper, format_p, judge_comparability,
@@ -326,6 +329,7 @@ def build_report(database: str | Path, output_dir: str | Path, *, run_id: str | 
                        columns=columns, conventions=conventions, metric_descriptions=descriptions,
                        units=[{"label": m.label_html, "unit": m.unit.strip()} for m in data.metrics if m.unit.strip()],
                        csv="per_image.csv", **common), written)
+    write_viewer(data, output, convention, common, written)
 
     reference = data.reference
     sections, frames = [], []
@@ -388,7 +392,8 @@ def build_report(database: str | Path, output_dir: str | Path, *, run_id: str | 
     _write(output / "manifest.html",
            render_html("manifest.html.j2", title="Run manifest", runs=manifest_runs, **common), written)
 
-    files = {"per_image_html": "per_image.html", "per_image_csv": "per_image.csv", "stats_html": "vs_cfanet.html",
+    files = {"viewer_html": "viewer.html", "per_image_html": "per_image.html", "per_image_csv": "per_image.csv",
+             "stats_html": "vs_cfanet.html",
              "stats_csv": "vs_cfanet.csv", "runtime_html": "runtime.html", "runtime_csv": "runtime.csv",
              "manifest_html": "manifest.html"}
     index = _write(output / "index.html", render_html(
