@@ -296,10 +296,19 @@
     }
   }
 
+  // The scene to open on: the first that has any method image (else the first, else none).
+  function firstSceneName(scale) {
+    var list = scenesOf(scale);
+    for (var i = 0; i < list.length; i++) {
+      if (Object.keys(list[i].images || {}).length) return list[i].name;
+    }
+    return list.length ? list[0].name : null;
+  }
+
   function applyHash(h) {
     if (h.scale && scales.indexOf(String(h.scale)) >= 0) state.scale = String(h.scale);
     state.scene = h.scene !== undefined && findScene(state.scale, h.scene) ? h.scene : null;
-    if (state.scene === null) state.scene = scenesOf(state.scale).length ? scenesOf(state.scale)[0].name : null;
+    if (state.scene === null) state.scene = firstSceneName(state.scale);
     state.methods = h.methods !== undefined ? canonicalMethods(h.methods) : defaultMethods(state.scale);
     state.mode = MODES.indexOf(h.mode) >= 0 ? h.mode : "side";
     if (h.sort !== undefined) state.sortMetric = h.sort in metricByName ? h.sort : "table";
@@ -1444,7 +1453,7 @@
       if (scale === state.scale) return true;
       var name = state.scene;
       state.scale = scale;
-      state.scene = findScene(scale, name) ? name : scenesOf(scale)[0].name;
+      state.scene = findScene(scale, name) ? name : firstSceneName(scale);
       state.fitted = true;
       renderAll();
       return true;
