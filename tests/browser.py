@@ -290,3 +290,34 @@ class Browser:
         path = Path(path)
         path.write_bytes(base64.b64decode(data))
         return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python tests/browser.py PAGE OUT.png`: a screenshot of a page once it is ready (the README's
+    viewer screenshot is made this way)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("page", help="a file path or URL, e.g. 'results/demo/report/viewer.html#mode=ab'")
+    parser.add_argument("output", help="the PNG to write")
+    parser.add_argument("--size", default="1400x900", help="window WIDTHxHEIGHT (default 1400x900)")
+    parser.add_argument("--ready", default="document.body && document.body.dataset.viewerReady === '1'",
+                        help="JavaScript expression that is true once the page is ready")
+    parser.add_argument("--eval", action="append", default=[], help="JavaScript to run before the screenshot")
+    args = parser.parse_args(argv)
+    width, height = (int(v) for v in args.size.lower().split("x"))
+    page, _, fragment = args.page.partition("#")
+    url = page if "://" in page else Path(page).resolve().as_uri()
+    with Browser(width=width, height=height) as browser:
+        browser.new_page(url + (f"#{fragment}" if fragment else ""), width, height)
+        browser.wait_for(args.ready, timeout=30)
+        for script in args.eval:
+            browser.evaluate(script)
+        browser.wait_for(args.ready, timeout=30)
+        time.sleep(0.5)
+        print(browser.screenshot(args.output))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
