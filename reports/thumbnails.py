@@ -20,7 +20,7 @@ JPEG_QUALITY = 85
 def thumbnail_path(image: Path, images_dir: Path, thumbs_dir: Path) -> Path:
     """Where `image` (a file under `images_dir`) has its thumbnail: the same relative path under
     `thumbs_dir`, with a `.jpg` suffix. An image outside `images_dir` is a ValueError."""
-    relative = image.resolve().relative_to(images_dir.resolve())
+    relative = Path(os.path.abspath(image)).relative_to(os.path.abspath(images_dir))   # lexical: cheap per image
     return thumbs_dir / relative.with_suffix(".jpg")
 
 

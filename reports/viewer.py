@@ -23,7 +23,6 @@ from urllib.parse import quote
 from PIL import Image
 
 from reports.data import ReportData
-from reports.figure3 import image_path
 from reports.render import render_html
 from reports.thumbnails import ensure_thumbnail
 
@@ -52,31 +51,59 @@ def _size(path: Path) -> list[int]:
         return [image.height, image.width]
 
 
-def scene_entry(data: ReportData, scale: int, scene: str, scores, metrics, output: Path, thumbs_dir: Path) -> dict:
-    """One scene of the viewer's data: sizes, image and thumbnail URLs, scores per method."""
-    images_dir = data.images_dir
-    inputs, input_thumbs = {}, {}
+class ImageLocator:
+    """The published images of one report and their URLs, with every folder resolved once (a report
+    of 589 scenes x 34 methods looks up some 20,000 images).
+
+    `find(scale, folder, scene)` is `images/x<scale>/<folder>/<scene>.png` when that file exists and
+    lies inside the folder (a scene named `../x` never reaches another one), as `reports.figure3.image_path`;
+    `url` and `thumbnail_url` are relative to the report folder, every segment percent-encoded."""
+
+    def __init__(self, images_dir: Path, output: Path):
+        self.images = Path(os.path.realpath(images_dir))
+        self.output = Path(os.path.realpath(output))
+        self.thumbs = self.output / "thumbs"
+        self._images_url = relative_url(self.images, self.output)
+        self._roots: dict[tuple[int, str], str] = {}
+
+    def find(self, scale: int, folder: str, scene: str) -> Path | None:
+        root = self._roots.get((scale, folder))
+        if root is None:
+            root = self._roots[(scale, folder)] = os.path.realpath(self.images / f"x{scale}" / folder)
+        path = os.path.normpath(os.path.join(root, f"{scene}.png"))
+        return Path(path) if path.startswith(root + os.sep) and os.path.isfile(path) else None
+
+    def url(self, path: Path) -> str:
+        parts = path.relative_to(self.images).parts
+        return "/".join([self._images_url, *(quote(part, safe="") for part in parts)])
+
+    def thumbnail_url(self, path: Path) -> str:
+        thumbnail = ensure_thumbnail(path, self.images, self.thumbs)
+        return "/".join(["thumbs", *(quote(part, safe="") for part in thumbnail.relative_to(self.thumbs).parts)])
+
+
+def scene_entry(locator: ImageLocator, scale: int, scene: str, methods: list[str], scores: dict,
+                metrics) -> dict:
+    """One scene of the viewer's data: sizes, image and thumbnail URLs, scores per method (`scores`:
+    {(scene, method): {metric: value}})."""
+    inputs, input_thumbs, found = {}, {}, {}
     for role in INPUT_ROLES:
-        path = image_path(images_dir, scale, f"_scene/{role}", scene)
-        inputs[role] = relative_url(path, output) if path else None
-        input_thumbs[role] = relative_url(ensure_thumbnail(path, images_dir, thumbs_dir), output) if path else None
+        found[role] = path = locator.find(scale, f"_scene/{role}", scene)
+        inputs[role] = locator.url(path) if path else None
+        input_thumbs[role] = locator.thumbnail_url(path) if path else None
     images, thumbs, hr_size = {}, {}, None
-    for method in data.methods:
-        path = image_path(images_dir, scale, method, scene)
+    for method in methods:
+        path = locator.find(scale, method, scene)
         if path is None:
             continue
-        images[method] = relative_url(path, output)
-        thumbs[method] = relative_url(ensure_thumbnail(path, images_dir, thumbs_dir), output)
-        hr_size = hr_size or _size(path)
-    gt = image_path(images_dir, scale, "_scene/gt", scene)
-    hr_size = _size(gt) if gt else hr_size
-    over = image_path(images_dir, scale, "_scene/over", scene)
+        images[method] = locator.url(path)
+        thumbs[method] = locator.thumbnail_url(path)
+        hr_size = hr_size or (None if found["gt"] else _size(path))
+    hr_size = _size(found["gt"]) if found["gt"] else hr_size
+    over = found["over"]
     lr_size = _size(over) if over else ([hr_size[0] // scale, hr_size[1] // scale] if hr_size else None)
-    table = {}
-    for method in data.methods:
-        if (scene, method) in scores.index:
-            row = scores.loc[(scene, method)]
-            table[method] = {m.name: _number(row[m.name]) for m in metrics}
+    table = {method: {m.name: _number(values[m.name]) for m in metrics}
+             for method in methods if (values := scores.get((scene, method))) is not None}
     return {"name": scene, "size": hr_size, "lr_size": lr_size, "inputs": inputs, "input_thumbs": input_thumbs,
             "images": images, "thumbs": thumbs, "scores": table}
 
@@ -84,14 +111,15 @@ def scene_entry(data: ReportData, scale: int, scene: str, scores, metrics, outpu
 def viewer_data(data: ReportData, output: Path, convention: str, protocol: str, title: str) -> dict:
     """`window.VIEWER_DATA` for the report at `output` (thumbnails made where missing or stale)."""
     metrics = data.table1_metrics
-    thumbs_dir = output / "thumbs"
+    locator = ImageLocator(data.images_dir, output)
+    names = data.methods
     scenes = {}
     for scale in data.scales:
-        scores = data.main_scores(scale, convention, metrics)
-        scenes[str(scale)] = [scene_entry(data, scale, scene, scores, metrics, output, thumbs_dir)
+        scores = data.main_scores(scale, convention, metrics).to_dict("index")
+        scenes[str(scale)] = [scene_entry(locator, scale, scene, names, scores, metrics)
                               for scene in data.scenes(scale)]
     methods = []
-    for name in data.methods:
+    for name in names:
         info = data.grid.get(name)
         methods.append({"name": name, "order": info.order if info else "",
                         "components": list(info.components) if info else [name]})

@@ -21,7 +21,7 @@ import fcntl
 import json
 import os
 import shutil
-import subprocess
+import signal
 import tempfile
 import threading
 import time
@@ -44,6 +44,32 @@ class BrowserError(RuntimeError):
     """A CDP error, a JavaScript exception, a timeout, or a browser that went away."""
 
 
+class _Process:
+    """A spawned child process: `poll`, `wait` with a timeout, `kill` (what `close` needs of Popen)."""
+
+    def __init__(self, pid: int):
+        self.pid, self.returncode = pid, None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float) -> int:
+        deadline = time.monotonic() + timeout
+        while self.poll() is None:
+            if time.monotonic() > deadline:
+                raise BrowserError(f"process {self.pid} still running after {timeout} s")
+            time.sleep(0.02)
+        return self.returncode
+
+    def kill(self) -> None:
+        if self.poll() is None:
+            os.kill(self.pid, signal.SIGKILL)
+
+
 class Browser:
     """One headless Chromium with (at most) one page; use as a context manager."""
 
@@ -60,31 +86,41 @@ class Browser:
         self._next_id = 0
         self._cond = threading.Condition()
         self._closed = False
-        self._profile = tempfile.mkdtemp(prefix="cfanet-chromium-")
+        self._profile: str | None = None
 
     # -- process and transport ---------------------------------------------------------------------
     def __enter__(self) -> "Browser":
+        self._profile = tempfile.mkdtemp(prefix="cfanet-chromium-")
+        try:
+            self._start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _start(self) -> None:
         to_child, self._write = os.pipe()      # we write -> Chromium reads on its fd 3
         self._read, from_child = os.pipe()     # Chromium writes on its fd 4 -> we read
         # copies above 10 so that dup2 onto 3 and 4 in the child cannot clobber one another
         high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10) for fd in (to_child, from_child)]
         os.close(to_child), os.close(from_child)
-
-        def child_fds():
-            os.dup2(high[0], 3), os.dup2(high[1], 4)  # dup2 clears close-on-exec on 3 and 4
-
         args = [self.executable, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                 "--disable-component-update", "--no-first-run", "--no-default-browser-check", "--mute-audio",
                 f"--user-data-dir={self._profile}", "--remote-debugging-pipe",
                 f"--window-size={self.width},{self.height}", "about:blank"]
-        self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.DEVNULL, preexec_fn=child_fds, pass_fds=(3, 4))
+        # posix_spawn, not subprocess: no Python fork hooks run in the child (matplotlib's closes the
+        # font files it cached, which may sit on fds 3 and 4, and broke pass_fds); dup2 onto 3 and 4
+        # clears their close-on-exec flag.
+        devnull = [(os.POSIX_SPAWN_OPEN, fd, os.devnull, os.O_RDWR, 0) for fd in (0, 1, 2)]
+        pid = os.posix_spawn(self.executable, args, os.environ,
+                             file_actions=[*devnull, (os.POSIX_SPAWN_DUP2, high[0], 3),
+                                           (os.POSIX_SPAWN_DUP2, high[1], 4)])
+        self.process = _Process(pid)
         for fd in high:
             os.close(fd)
         self._reader = threading.Thread(target=self._read_loop, daemon=True)
         self._reader.start()
         self.send("Browser.getVersion")  # fails fast if the pipe does not work
-        return self
 
     def __exit__(self, *exc) -> None:
         self.close()
@@ -106,7 +142,8 @@ class Browser:
                 except OSError:
                     pass
                 delattr(self, fd)
-        shutil.rmtree(self._profile, ignore_errors=True)
+        if self._profile:
+            shutil.rmtree(self._profile, ignore_errors=True)
 
     def _read_loop(self) -> None:
         buffer = b""

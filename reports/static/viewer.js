@@ -550,6 +550,7 @@
     });
     ui.sceneList.textContent = "";
     ui.sceneList.appendChild(frag);
+    sceneScoresKey = null;   // new items: their scores are still to be written
     sceneOrder = Object.keys(sceneItems);
     var count = $("scene-count");
     if (count) count.textContent = "(" + sceneOrder.length + ")";
@@ -563,9 +564,13 @@
   function sortMetricOrFirst() { return metricByName[state.sortMetric] || metrics[0] || null; }
 
   /* The per-scene score of the sort metric (or the first metric) for the first shown methods. */
+  var sceneScoresKey = null;   // what the scene list's scores show now: they depend on the methods and metric only
   function updateSceneScores() {
     var metric = sortMetricOrFirst();
     var names = shownInOrder();
+    var key = JSON.stringify([state.scale, metric && metric.name, names, sceneOrder.length]);
+    if (key === sceneScoresKey) return;
+    sceneScoresKey = key;
     var extra = names.length > SCENE_SCORES_MAX ? names.length - SCENE_SCORES_MAX : 0;
     names = names.slice(0, SCENE_SCORES_MAX);
     var heading = $("scene-scores-heading");
