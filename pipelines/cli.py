@@ -298,7 +298,7 @@ def _render_report(config, profile_name: str) -> int:
     for line in result.summary_lines():
         if not line.startswith(("  ", "report:", "note:")):
             print(line)
-    print(f"report: {result.index} (Table 1, Figure 3, per-image scores, statistics, runtime)")
+    print(f"report: {result.index} (Table 1, Figure 3, per-image scores, statistics, runtime; comparison viewer: viewer.html)")
     return 0
 
 
