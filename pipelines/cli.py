@@ -178,6 +178,13 @@ def with_protocols(config, profile_name: str | None, values: list[str] | None):
     return dataclasses.replace(config, profiles=profiles)
 
 
+def add_protocol_argument(parser, scope: str = "") -> None:
+    """`--protocol` (repeatable; read by `parse_protocols`)."""
+    parser.add_argument("--protocol", action="append", metavar="PROTOCOL",
+                        help="inference protocol: exact (the default: the network on the whole image, rounded once) "
+                             "or official (the method's release script, bit for bit)" + scope)
+
+
 def cmd_apply(args) -> int:
     from pipelines.apply import apply_method
     from pipelines.registry import method
@@ -359,9 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", type=int, help="scale of an SR or joint model (default: read from the weights)")
     p.add_argument("--profile", help="profile whose weights to use when --weights is not given")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    p.add_argument("--protocol", default=None, action="append", metavar="PROTOCOL",
-                   help="exact (default: the network on the whole image, rounded once) or official (the method's "
-                        "release script, bit for bit)")
+    add_protocol_argument(p)
     p.set_defaults(func=cmd_apply)
 
     from pipelines.train_command import add_train_parser
@@ -383,10 +388,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-trained-scenes", action="store_true",
                    help="score methods even on scenes their weights record having been trained or validated on "
                         "(refused by default; the manifest records the overlap)")
-    p.add_argument("--protocol", action="append", metavar="PROTOCOL",
-                   help="inference protocol: exact (whole image, one rounding; the default) or official (each "
-                        "method as its release script runs it, bit for bit) for every method, or METHOD=PROTOCOL "
-                        "for one (repeatable); overrides the profile's runtime.protocol(s)")
+    add_protocol_argument(p, " for every method, or METHOD=PROTOCOL for one (repeatable); overrides the "
+                             "profile's runtime.protocol(s)")
     p.set_defaults(func=cmd_run_all)
 
     p = sub.add_parser("run", help="run some pipelines, e.g. RCAN+MGFF MGFF+RCAN CFANet")
@@ -401,10 +404,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-trained-scenes", action="store_true",
                    help="score methods even on scenes their weights record having been trained or validated on "
                         "(refused by default; the manifest records the overlap)")
-    p.add_argument("--protocol", action="append", metavar="PROTOCOL",
-                   help="inference protocol: exact (whole image, one rounding; the default) or official (each "
-                        "method as its release script runs it, bit for bit) for every method, or METHOD=PROTOCOL "
-                        "for one (repeatable); overrides the profile's runtime.protocol(s)")
+    add_protocol_argument(p, " for every method, or METHOD=PROTOCOL for one (repeatable); overrides the "
+                             "profile's runtime.protocol(s)")
     p.set_defaults(func=cmd_run)
 
     for command in sub.choices.values():  # `--debug` also after the sub-command

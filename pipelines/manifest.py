@@ -73,9 +73,9 @@ def grid_record(grid: Grid, run: list[PipelineSpec], table, runtime=None) -> dic
     pipelines += [p for p in run if p.name not in names]
     components = {name: table.specs[name] for p in pipelines for name in p.components}
     reference = next((p.name for p in pipelines if p.joint and components[p.joint].proposed), None)
+    asked = {name: runtime.protocol_of(name) if runtime else "exact" for name in components}
     return {"pipelines": [p.describe() for p in pipelines],
             "components": {name: {"kind": spec.kind, "source": spec.source, "learned": spec.deep,
-                                  "protocol": spec.protocol_for(runtime.protocol_of(name) if runtime else "exact"),
-                                  "protocol_asked": runtime.protocol_of(name) if runtime else "exact"}
+                                  "protocol": spec.protocol_for(asked[name]), "protocol_asked": asked[name]}
                            for name, spec in components.items()},
             "reference": reference}

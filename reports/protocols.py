@@ -138,7 +138,10 @@ def component_protocols(data, methods: Iterable[str] | None = None) -> dict[str,
     """Component -> method (pipeline) -> protocol: one value per component when every method that
     uses it came from runs that agree. Components are listed SR models first, then MEF methods, then
     joint networks, each in the order the report first meets them."""
-    entries = component_runs(data, methods)
+    return _by_component(component_runs(data, methods))
+
+
+def _by_component(entries: list[ComponentRun]) -> dict[str, dict[str, str]]:
     first = {}
     for i, entry in enumerate(entries):
         first.setdefault(entry.component, (KIND_ORDER.index(entry.kind) if entry.kind in KIND_ORDER
@@ -174,8 +177,9 @@ def _mixed_clause(component: str, by_pipeline: dict[str, str]) -> str:
 def protocol_clause(data, methods: Iterable[str] | None = None) -> str:
     """The protocol sentence without its `Inference protocol: ` prefix and final full stop (see
     `protocol_sentence`)."""
-    table = component_protocols(data, methods)
-    asked_official = {entry.component for entry in component_runs(data, methods) if entry.asked == OFFICIAL}
+    entries = component_runs(data, methods)
+    table = _by_component(entries)
+    asked_official = {entry.component for entry in entries if entry.asked == OFFICIAL}
     uniform = {name: next(iter(set(by.values()))) for name, by in table.items() if len(set(by.values())) == 1}
     mixed = {name: by for name, by in table.items() if name not in uniform}
     official = [name for name, protocol in uniform.items() if protocol == OFFICIAL]

@@ -342,11 +342,13 @@ class CFNet(DeepMethod):
         was_training = self.network.training
         self.network.eval()
         try:
+            def fuse_pair(x: torch.Tensor) -> torch.Tensor:
+                return self.fused_255(x[:, :3], x[:, 3:])
+
             if self.protocol == OFFICIAL:
-                fused = one_at_a_time(lambda x: self.fused_255(x[:, :3], x[:, 3:]), pair)
+                fused = one_at_a_time(fuse_pair, pair)
             else:
-                fused = tiled_apply(lambda x: self.fused_255(x[:, :3], x[:, 3:]), pair, self.scale,
-                                    self._tile_size(pair), self.tile_overlap)
+                fused = tiled_apply(fuse_pair, pair, self.scale, self._tile_size(pair), self.tile_overlap)
         finally:
             self.network.train(was_training)
         if self.output_mode == "round":

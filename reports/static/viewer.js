@@ -517,6 +517,17 @@
     return t.gt || t.over || t.under || (scene.inputs && (scene.inputs.gt || scene.inputs.over)) || null;
   }
 
+  /* A thumbnail <img> that loads only when scrolled near (its src is set by the caller). */
+  function lazyThumb(cls, width, height) {
+    var img = el("img", cls);
+    img.loading = "lazy";
+    img.decoding = "async";
+    img.alt = "";
+    img.width = width;
+    img.height = height;
+    return img;
+  }
+
   function buildSceneList() {
     var t0 = performance.now();
     var list = scenesOf(state.scale);
@@ -529,12 +540,7 @@
       li.title = scene.name;
       var src = sceneThumb(scene);
       if (src) {
-        var img = el("img", "scene-thumb");
-        img.loading = "lazy";
-        img.decoding = "async";
-        img.alt = "";
-        img.width = 48;
-        img.height = 36;
+        var img = lazyThumb("scene-thumb", 48, 36);
         img.src = src;
         li.appendChild(img);
       } else {
@@ -697,12 +703,7 @@
     methods.forEach(function (m) {
       var li = el("li", "method-item" + (m.name === reference ? " reference" : ""));
       li.dataset.method = m.name;
-      var thumb = el("img", "method-thumb");
-      thumb.loading = "lazy";
-      thumb.decoding = "async";
-      thumb.alt = "";
-      thumb.width = 40;
-      thumb.height = 30;
+      var thumb = lazyThumb("method-thumb", 40, 30);
       li.appendChild(thumb);
       var main = el("div", "method-main");
       li.appendChild(main);
